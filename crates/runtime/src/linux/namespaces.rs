@@ -1,0 +1,196 @@
+//! Namespaces: which to create at clone time, which to unshare later, which to join by path.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+
+use crate::error::Context;
+use crate::Result;
+
+/// The clone flag of a namespace type.
+pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// The /proc/<pid>/ns file name of a namespace type.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// A namespace to join, opened in the parent so the child can setns() it whatever its mounts.
+pub struct Join {
+    pub typ: LinuxNamespaceType,
+    pub fd: OwnedFd,
+    pub path: PathBuf,
+}
+
+/// How the init process gets its namespaces.
+pub struct Plan {
+    /// Created by clone() itself.
+    pub clone_flags: CloneFlags,
+    /// Created by the child with unshare() after the parent has set up cgroups and id maps.
+    pub unshare_flags: CloneFlags,
+    /// Joined by the child, user namespace first.
+    pub joins: Vec<Join>,
+    /// pid namespace joined by path: entered by the parent (it only affects children).
+    pub pid_join: Option<Join>,
+    /// time namespace joined by path: entered by the parent, like pid.
+    pub time_join: Option<Join>,
+    /// A new user namespace is created (the parent writes the id maps).
+    pub new_user: bool,
+    /// A new time namespace is created (the parent unshares it before clone and writes the offsets).
+    pub new_time: bool,
+    /// The child must fork once more so that its child lands in a new pid namespace
+    /// (a new pid namespace that cannot be made by clone, i.e. when a user namespace is joined).
+    pub fork_for_pid: bool,
+}
+
+impl Plan {
+    pub fn new(list: &[LinuxNamespace]) -> Result<Plan> {
+        let mut plan = Plan {
+            clone_flags: CloneFlags::empty(),
+            unshare_flags: CloneFlags::empty(),
+            joins: Vec::new(),
+            pid_join: None,
+            time_join: None,
+            new_user: false,
+            new_time: false,
+            fork_for_pid: false,
+        };
+        let user_joined = list
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
+        for ns in list {
+            let t = ns.typ();
+            match ns.path() {
+                Some(p) => {
+                    let fd = open(p, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                        .ctx(|| format!("opening {} namespace {}", proc_name(t), p.display()))?;
+                    let join = Join {
+                        typ: t,
+                        fd,
+                        path: p.clone(),
+                    };
+                    match t {
+                        LinuxNamespaceType::Pid => plan.pid_join = Some(join),
+                        LinuxNamespaceType::Time => plan.time_join = Some(join),
+                        _ => plan.joins.push(join),
+                    }
+                }
+                None => match t {
+                    LinuxNamespaceType::Time => plan.new_time = true,
+                    // The cgroup namespace is unshared after the move into the container's cgroup,
+                    // so that its root is that cgroup.
+                    LinuxNamespaceType::Cgroup => plan.unshare_flags |= flag(t),
+                    LinuxNamespaceType::Pid if user_joined => plan.fork_for_pid = true,
+                    _ if user_joined => plan.unshare_flags |= flag(t),
+                    LinuxNamespaceType::User => {
+                        plan.new_user = true;
+                        plan.clone_flags |= flag(t);
+                    }
+                    _ => plan.clone_flags |= flag(t),
+                },
+            }
+        }
+        // The user namespace must be joined first: it grants the rights to join the others.
+        plan.joins
+            .sort_by_key(|j| (j.typ != LinuxNamespaceType::User) as u8);
+        Ok(plan)
+    }
+
+    /// Whether the container gets a pid namespace of its own.
+    pub fn private_pid(&self, list: &[LinuxNamespace]) -> bool {
+        list.iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
+    }
+}
+
+/// Enters a namespace by fd.
+pub fn enter(j: &Join) -> Result<()> {
+    nix::sched::setns(j.fd.as_fd(), flag(j.typ)).ctx(|| {
+        format!(
+            "joining {} namespace {}",
+            proc_name(j.typ),
+            j.path.display()
+        )
+    })
+}
+
+/// clone(2) with `flags` and SIGCHLD, fork-style (the child runs on a copy of our stack).
+/// Returns 0 in the child and the child's pid in the parent.
+pub fn clone_process(flags: CloneFlags) -> Result<i32> {
+    // SAFETY: without CLONE_VM the child gets a private copy of our address space, exactly like fork();
+    // the library is only used from single-threaded processes, so no lock can be held by another thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() as libc::c_long) | libc::SIGCHLD as libc::c_long,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error())
+            .ctx(|| format!("clone with namespaces {flags:?}"));
+    }
+    Ok(r as i32)
+}
+
+/// Namespace files of a running process that differ from ours (those we must join to exec into it).
+pub fn of_process(pid: i32) -> Result<Vec<Join>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for t in [
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Time,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+    ] {
+        let name = proc_name(t);
+        let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        let ours = format!("/proc/self/ns/{name}");
+        let (a, b) = match (std::fs::metadata(&theirs), std::fs::metadata(&ours)) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => continue,
+        };
+        if a.ino() == b.ino() && a.dev() == b.dev() {
+            continue;
+        }
+        let fd = open(&theirs, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(|| format!("opening {}", theirs.display()))?;
+        out.push(Join {
+            typ: t,
+            fd,
+            path: theirs,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,294 @@
+//! The container's mount namespace: rootfs propagation, the spec's mounts, /dev, pivot_root, and the
+//! masked and read-only paths.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{Mount, Spec};
+
+use super::mounts::{self, parse_options, propagation_flag};
+use super::secure_path::{self, Kind};
+use super::devices;
+use crate::error::Context;
+use crate::{Error, Result};
+
+/// What the mount setup needs to know besides the spec.
+pub struct Setup<'a> {
+    pub rootfs: &'a Path,
+    pub spec: &'a Spec,
+    pub cgroup: &'a berth_cgroups::Cgroup,
+    pub in_userns: bool,
+    pub new_cgroupns: bool,
+}
+
+/// Everything before pivot_root: propagation, the rootfs bind, the spec's mounts and /dev.
+/// Returns an O_PATH descriptor of the rootfs mount.
+pub fn prepare(s: &Setup) -> Result<OwnedFd> {
+    let linux = s.spec.linux().as_ref();
+    let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        Some(p) if !p.is_empty() => propagation_flag(p)?,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+        .ctx(|| format!("setting / propagation to {prop:?}"))?;
+    if prop.contains(MsFlags::MS_SHARED) {
+        make_parent_private(s.rootfs)?;
+    }
+    mount(
+        Some(s.rootfs),
+        s.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind mounting the rootfs {}", s.rootfs.display()))?;
+    let root = nix::fcntl::open(
+        s.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("opening the rootfs {}", s.rootfs.display()))?;
+
+    let mut dev_bound = false;
+    let mut devpts = false;
+    for m in s.spec.mounts().iter().flatten() {
+        let typ = m.typ().as_deref().unwrap_or("");
+        if m.destination() == Path::new("/dev") && (typ == "bind" || is_bind(m)) {
+            dev_bound = true;
+        }
+        if m.destination() == Path::new("/dev/pts") && typ == "devpts" {
+            devpts = true;
+        }
+        if typ == "cgroup" || typ == "cgroup2" {
+            mount_cgroup(root.as_fd(), m, s)?;
+        } else {
+            mounts::mount_entry(root.as_fd(), m, s.in_userns)?;
+        }
+    }
+    let spec_devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+    let nodes = if dev_bound {
+        devices::nodes(&spec_devices)
+            .into_iter()
+            .take(spec_devices.len())
+            .collect()
+    } else {
+        devices::nodes(&spec_devices)
+    };
+    for n in &nodes {
+        devices::create(root.as_fd(), n, s.in_userns)?;
+    }
+    if !dev_bound {
+        dev_symlinks(root.as_fd(), devpts)?;
+    }
+    Ok(root)
+}
+
+fn is_bind(m: &Mount) -> bool {
+    m.options()
+        .iter()
+        .flatten()
+        .any(|o| o == "bind" || o == "rbind")
+}
+
+fn dev_symlinks(root: BorrowedFd, devpts: bool) -> Result<()> {
+    let dev = secure_path::ensure(root, Path::new("/dev"), Kind::Dir)?;
+    let mut links = vec![
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "core"));
+    }
+    if devpts {
+        links.push(("pts/ptmx", "ptmx"));
+    }
+    for (target, name) in links {
+        if name == "ptmx" {
+            let _ = nix::unistd::unlinkat(
+                dev.as_fd(),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        }
+        match nix::unistd::symlinkat(target, dev.as_fd(), name) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e).ctx(|| format!("symlink /dev/{name} -> {target}")),
+        }
+    }
+    Ok(())
+}
+
+/// A `cgroup` mount: on v2 the cgroup2 filesystem (its root is the container's cgroup when the container has
+/// a cgroup namespace) or a bind of the container's cgroup; on v1 a tmpfs with one bind per hierarchy.
+fn mount_cgroup(root: BorrowedFd, m: &Mount, s: &Setup) -> Result<()> {
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]))?;
+    let dest = m.destination();
+    let target = secure_path::ensure(root, dest, Kind::Dir)?;
+    let tpath = secure_path::proc_fd_path(&target);
+    let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    let per_mount = flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    let cg_mounts = s.cgroup.mounts();
+    if s.cgroup.layout() == berth_cgroups::Layout::Unified {
+        if s.new_cgroupns {
+            mount(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None::<&str>)
+                .ctx(|| format!("mounting cgroup2 on {}", dest.display()))?;
+        } else if let Some(cm) = cg_mounts.first() {
+            mount(
+                Some(&cm.host_path),
+                &tpath,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx(|| format!("bind mounting {} on {}", cm.host_path.display(), dest.display()))?;
+            mounts::remount_bind_at(root, dest, flags)?;
+        }
+        return Ok(());
+    }
+    mount(
+        Some("tmpfs"),
+        &tpath,
+        Some("tmpfs"),
+        per_mount,
+        Some("mode=755"),
+    )
+    .ctx(|| format!("mounting tmpfs for cgroups on {}", dest.display()))?;
+    drop(target);
+    for cm in &cg_mounts {
+        let sub = dest.join(&cm.mountpoint_rel);
+        let t = secure_path::ensure(root, &sub, Kind::Dir)?;
+        let tp = secure_path::proc_fd_path(&t);
+        mount(
+            Some(&cm.host_path),
+            &tp,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind mounting {} on {}", cm.host_path.display(), sub.display()))?;
+        drop(t);
+        mounts::remount_bind_at(root, &sub, flags)?;
+        let dir = secure_path::open(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .ctx(|| format!("opening {}", dest.display()))?;
+        for link in &cm.symlinks {
+            match nix::unistd::symlinkat(cm.mountpoint_rel.as_path(), dir.as_fd(), link.as_str()) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(e).ctx(|| format!("cgroup symlink {link}")),
+            }
+        }
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let t = secure_path::open(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .ctx(|| format!("opening {}", dest.display()))?;
+        mount(
+            None::<&str>,
+            &secure_path::proc_fd_path(&t),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | flags,
+            Some("mode=755"),
+        )
+        .ctx(|| format!("remounting {} read-only", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// Makes the mount that holds `path` private, so that pivot_root accepts a shared rootfs propagation.
+fn make_parent_private(path: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .ctx(|| "reading /proc/self/mountinfo".into())?;
+    let mut best: Option<&str> = None;
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
+        if path.starts_with(mp) && best.is_none_or(|b| mp.len() > b.len()) {
+            best = Some(mp);
+        }
+    }
+    let mp = best.unwrap_or("/");
+    mount(None::<&str>, mp, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+        .ctx(|| format!("making {mp} private"))
+}
+
+/// Switches the process's root to the rootfs: pivot_root(".", ".") and a lazy unmount of the old root (no
+/// directory for the old root is ever created in the image), or MS_MOVE + chroot with `no_pivot`.
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    if no_pivot {
+        mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .ctx(|| "moving the rootfs onto / (--no-pivot)".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot to the rootfs".into())?;
+    } else {
+        nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+        // The old root is now stacked on "."; keep its unmount from reaching the host, then drop it.
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| "making the old root a slave".into())?;
+        umount2(".", MntFlags::MNT_DETACH).ctx(|| "unmounting the old root".into())?;
+    }
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())
+}
+
+/// Everything after pivot_root: the final rootfs propagation, a read-only root, masked and read-only paths.
+pub fn finish(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        if !p.is_empty() {
+            let flag = propagation_flag(p)?;
+            mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
+                .ctx(|| format!("setting rootfs propagation {p}"))?;
+        }
+    }
+    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+        readonly_path(Path::new(p))?;
+    }
+    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+        mask_path(Path::new(p))?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        mounts::remount_bind(Path::new("/"), MsFlags::MS_RDONLY, Path::new("/"))?;
+    }
+    Ok(())
+}
+
+fn readonly_path(p: &Path) -> Result<()> {
+    match mount(Some(p), p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+        Ok(()) => mounts::remount_bind(p, MsFlags::MS_RDONLY, p),
+        Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e).ctx(|| format!("making {} read-only", p.display())),
+    }
+}
+
+fn mask_path(p: &Path) -> Result<()> {
+    let r = mount(Some("/dev/null"), p, None::<&str>, MsFlags::MS_BIND, None::<&str>);
+    match r {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        // A directory: cover it with an empty read-only tmpfs.
+        Err(nix::errno::Errno::ENOTDIR) => mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .ctx(|| format!("masking {}", p.display())),
+        Err(e) => Err(e).ctx(|| format!("masking {}", p.display())),
+    }
+}
+
+/// Checks that the hostname is settable before touching anything.
+pub fn check_hostname(h: &str) -> Result<()> {
+    if h.len() > 64 {
+        return Err(Error::Invalid(format!("hostname {h:?} is longer than 64 bytes")));
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! `exec`: a new process in a running container's namespaces and cgroup.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::{create, lifecycle, wait, Runtime};
+use crate::error::Context;
+use crate::linux::namespaces::{self, Join};
+use crate::linux::process::{self, Prepared};
+use crate::linux::sync::{self, Channel, Tag};
+use crate::linux::{console, fds};
+use crate::state::Status;
+use crate::{Error, Result};
+
+/// Options of `exec`.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: u32,
+}
+
+impl Runtime {
+    /// The container's saved process, as the base that `exec`'s inline flags modify.
+    pub fn saved_process(&self, id: &str) -> Result<Process> {
+        let (dir, _) = self.load(id)?;
+        let spec = lifecycle::load_spec(&dir)?;
+        spec.process()
+            .clone()
+            .ok_or_else(|| Error::Invalid("the saved config has no process".into()))
+    }
+
+    /// `exec`: runs `opts.process` in the container. Returns the exit code, or 0 with `detach`.
+    pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
+        let (dir, st) = self.load(id)?;
+        let status = st.status(&dir);
+        if !matches!(status, Status::Running | Status::Created) {
+            return Err(Error::WrongState {
+                op: "exec in",
+                id: id.into(),
+                status,
+            });
+        }
+        let spec = lifecycle::load_spec(&dir)?;
+        let linux = spec.linux().as_ref();
+        let mut prepared = Prepared::new(&opts.process, linux.and_then(|l| l.seccomp().as_ref()))?;
+        if prepared.terminal && opts.console_socket.is_none() && opts.detach {
+            return Err(Error::Invalid(
+                "a terminal for a detached exec needs --console-socket".into(),
+            ));
+        }
+        let mut joins = namespaces::of_process(st.pid)?;
+        if st.pid == 0 {
+            return Err(Error::NotFound(id.into()));
+        }
+        // In a user namespace whose setgroups is denied, setgroups(2) would fail.
+        if joins.iter().any(|j| j.typ == LinuxNamespaceType::User) {
+            let sg = std::fs::read_to_string(format!("/proc/{}/setgroups", st.pid)).unwrap_or_default();
+            prepared.allow_setgroups = sg.trim() != "deny";
+        }
+        let pid_join = joins
+            .iter()
+            .position(|j| j.typ == LinuxNamespaceType::Pid)
+            .map(|i| joins.remove(i));
+        let (console, relay): (Option<OwnedFd>, Option<OwnedFd>) = if !prepared.terminal {
+            (None, None)
+        } else if let Some(sock) = &opts.console_socket {
+            let s = UnixStream::connect(sock)
+                .ctx(|| format!("connecting to the console socket {}", sock.display()))?;
+            (Some(OwnedFd::from(s)), None)
+        } else {
+            let (a, b) = UnixStream::pair().ctx(|| "console socketpair".into())?;
+            (Some(OwnedFd::from(a)), Some(OwnedFd::from(b)))
+        };
+        let (parent_chan, child_chan) = sync::pair()?;
+        let saved_pid_ns = match &pid_join {
+            Some(j) => {
+                let saved = nix::fcntl::open(
+                    "/proc/self/ns/pid_for_children",
+                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| "opening /proc/self/ns/pid_for_children".into())?;
+                namespaces::enter(j)?;
+                Some(saved)
+            }
+            None => None,
+        };
+        if !opts.detach {
+            wait::block_signals()?;
+        }
+        let child = namespaces::clone_process(CloneFlags::empty());
+        if let Some(saved) = &saved_pid_ns {
+            nix::sched::setns(saved, CloneFlags::CLONE_NEWPID)
+                .ctx(|| "returning to our pid namespace".into())?;
+        }
+        let pid = match child? {
+            0 => {
+                drop(parent_chan);
+                exec_child(
+                    &joins,
+                    &prepared,
+                    &child_chan,
+                    console.as_ref().map(|c| c.as_raw_fd()),
+                    opts.preserve_fds,
+                )
+            }
+            pid => pid,
+        };
+        drop(child_chan);
+        drop(console);
+        let kill_child = || {
+            // SAFETY: kill our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        };
+        if let Err(e) = st.cgroup.add_process(pid) {
+            kill_child();
+            return Err(e.into());
+        }
+        let outcome = (|| -> Result<()> {
+            parent_chan.send(Tag::Continue, "")?;
+            parent_chan.expect(Tag::Ready)?;
+            match parent_chan.recv()? {
+                None => Ok(()),
+                Some(m) if m.tag == Tag::Error => Err(Error::Child(m.text)),
+                Some(m) => Err(Error::Child(format!("protocol error: unexpected {:?}", m.tag))),
+            }
+        })();
+        if let Err(e) = outcome {
+            kill_child();
+            return Err(e);
+        }
+        if let Some(p) = &opts.pid_file {
+            create::write_pid(p, pid)?;
+        }
+        if opts.detach {
+            return Ok(0);
+        }
+        wait::foreground(pid, relay)
+    }
+}
+
+fn exec_child(
+    joins: &[Join],
+    p: &Prepared,
+    chan: &Channel,
+    console: Option<i32>,
+    preserve_fds: u32,
+) -> ! {
+    let r = (|| -> Result<std::convert::Infallible> {
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&nix::sys::signal::SigSet::empty()),
+            None,
+        );
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        chan.expect(Tag::Continue)?;
+        for j in joins {
+            namespaces::enter(j)?;
+        }
+        if let Some(c) = console {
+            console::setup(c, p.console_size)?;
+        }
+        p.apply_privileged()?;
+        if p.seccomp_early() {
+            if p.no_new_privs {
+                process::set_no_new_privs()?;
+            }
+            p.load_seccomp()?;
+        }
+        p.drop_privileges()?;
+        let program = p.resolve_program()?;
+        fds::cloexec_from(3 + preserve_fds)?;
+        for fd in 3..3 + preserve_fds as i32 {
+            fds::clear_cloexec(fd)?;
+        }
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+        chan.send(Tag::Ready, "")?;
+        if !p.seccomp_early() {
+            p.load_seccomp()?;
+        }
+        Err(p.exec(&program))
+    })();
+    let Err(e) = r;
+    let _ = chan.send(Tag::Error, &e.to_string());
+    // SAFETY: _exit in a forked child.
+    unsafe { libc::_exit(127) }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check and test of Berth, as root (the tests start real containers). CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh must run as root: the tests create namespaces, cgroups and mounts" >&2
+  exit 1
+fi
+./scripts/deps.sh
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== build berth-runtime"
+cargo build --locked -p berth-runtime-cli
+export BERTH_RUNTIME="$PWD/target/debug/berth-runtime"
+echo "== cargo test"
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

@@ -4,7 +4,7 @@
 #   sudo ./scripts/quickstart.sh
 #
 # On a fresh Debian 12 (or any Debian/Ubuntu) machine this:
-#   1. installs what is missing with apt-get (checked with `dpkg -s` first;
+#   1. installs what is missing with apt-get (checked with dpkg-query first;
 #      `apt-get update` runs once, only if something has to be installed):
 #      busybox-static, python3, and the build deps gcc, pkg-config, libseccomp-dev
 #      (plus cargo-web, Debian 12's current Rust toolchain, if no cargo is found);
@@ -33,7 +33,9 @@ say() { echo "==> $*"; }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
-[ -f Cargo.toml ] && [ -d crates/runtime-cli ] || die "cannot find the Berth repository at $REPO"
+if [ ! -f Cargo.toml ] || [ ! -d crates/runtime-cli ]; then
+    die "cannot find the Berth repository at $REPO"
+fi
 
 # The user who ran sudo (builds run as them); root when run as root directly.
 BUILD_USER=${SUDO_USER:-root}
@@ -43,7 +45,8 @@ BUILD_HOME=$(getent passwd "$BUILD_USER" | cut -d: -f6)
 # --- 1. packages ----------------------------------------------------------
 APT_UPDATED=0
 pkg_installed() {
-    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
+    # dpkg-query, not `dpkg -s | grep -q`: with pipefail, grep's early exit fails the pipe.
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
 }
 ensure_pkgs() {
     local missing=()
@@ -85,6 +88,8 @@ else
         ensure_pkgs cargo-web
         CARGO=$(find_cargo) || die "cargo still not found after installing cargo-web"
     fi
+    # root's own toolchain is not readable by the sudo user: then build as root.
+    case "$CARGO" in /root/*) BUILD_USER=root ;; esac
     # rust-version in Cargo.toml is the floor.
     need=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml | head -n1)
     have=$("$CARGO" --version | awk '{print $2}')
@@ -120,7 +125,8 @@ done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$ROOTFS/etc/passwd"
 echo 'root:x:0:' >"$ROOTFS/etc/group"
 
-# The process: what the container sees of itself.
+# The process: what the container sees of itself (expanded in the container, not here).
+# shellcheck disable=SC2016
 DEMO_SCRIPT='
 echo "hostname: $(hostname)"
 echo PID=$$

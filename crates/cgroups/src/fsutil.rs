@@ -33,16 +33,35 @@ pub(crate) fn write_in(dir: &Path, file: &str, value: &str) -> Result<()> {
     write(&dir.join(file), value)
 }
 
-/// Reads a whole (small) file.
+/// Reads a whole (small) file: open, read until EOF, close. (No fstat for
+/// a size hint: cgroup and proc files report size 0 or 4096 anyway.)
 pub(crate) fn read(path: &Path) -> Result<String> {
-    let mut s = String::new();
-    fs::File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .map_err(|source| CgroupError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-    Ok(s)
+    let err = |source| CgroupError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = fs::File::open(path).map_err(err)?;
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
+        }
+        let start = buf.len();
+        buf.resize(buf.capacity(), 0);
+        match f.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                break;
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => return Err(err(e)),
+        }
+    }
+    String::from_utf8(buf).map_err(|e| CgroupError::Parse {
+        path: path.to_owned(),
+        content: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// Reads `dir/file`.

@@ -13,6 +13,7 @@ use std::path::Path;
 use oci_spec::runtime::{LinuxCpu, LinuxResources};
 
 use crate::cgroup::Cgroup;
+use crate::devices::DeviceState;
 use crate::error::{CgroupError, Result};
 use crate::layout::Layout;
 use crate::stats::{self, Stats};
@@ -204,11 +205,14 @@ fn precheck(cg: &Cgroup, r: &Router, res: &LinuxResources) -> Result<()> {
             v2::check_io(b)?;
         }
     }
-    if res.devices().is_some() && cg.v1_dir("devices").is_none() && cg.v2_dir().is_none() {
-        return Err(CgroupError::ControllerMissing {
-            controller: "devices".into(),
-            resource: "linux.resources.devices".into(),
-        });
+    if let Some(rules) = res.devices() {
+        if cg.v1_dir("devices").is_none() && cg.v2_dir().is_none() {
+            return Err(CgroupError::ControllerMissing {
+                controller: "devices".into(),
+                resource: "linux.resources.devices".into(),
+            });
+        }
+        DeviceState::from_spec(rules)?;
     }
     Ok(())
 }

@@ -181,9 +181,14 @@ pub(crate) fn parse_mountinfo(content: &str) -> Result<Mounts> {
         return Err(CgroupError::NoCgroupFs(
             "no cgroup or cgroup2 mount in /proc/self/mountinfo".into(),
         ));
-    } else if v2.is_some() {
+    } else if v2
+        .as_ref()
+        .is_some_and(|m| m.mountpoint.parent() == Some(Path::new(CGROUP_ROOT)))
+    {
+        // systemd's hybrid layout: /sys/fs/cgroup/unified (as detect_layout).
         Layout::Hybrid
     } else {
+        v2 = None;
         Layout::Legacy
     };
     Ok(Mounts { layout, v1, v2 })
@@ -295,6 +300,11 @@ mod tests {
         assert!(m.v1.is_empty());
         let l = "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
         assert_eq!(parse_mountinfo(l).unwrap().layout, Layout::Legacy);
+        // A cgroup2 mount elsewhere does not make a legacy host hybrid.
+        let l2 = format!("{l}36 31 0:33 / /mnt/cg2 rw - cgroup2 cgroup2 rw\n");
+        let m = parse_mountinfo(&l2).unwrap();
+        assert_eq!(m.layout, Layout::Legacy);
+        assert!(m.v2.is_none());
         assert!(parse_mountinfo("1 2 0:1 / / rw - ext4 /dev/vda rw\n").is_err());
     }
 

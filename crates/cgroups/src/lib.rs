@@ -28,6 +28,7 @@ pub mod error;
 mod freezer;
 mod fsutil;
 mod hybrid;
+mod join;
 pub mod layout;
 pub mod stats;
 mod v1;

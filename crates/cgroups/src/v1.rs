@@ -82,13 +82,53 @@ fn set_swap(dir: &Path, swap: i64, implicit: bool) -> Result<()> {
     }
 }
 
+/// Rejects out-of-range memory values (no I/O; used before any write).
+pub(crate) fn check_memory_values(m: &LinuxMemory) -> Result<()> {
+    let fields = [
+        (m.limit(), "limit"),
+        (m.swap(), "swap"),
+        (m.reservation(), "reservation"),
+        (m.kernel(), "kernel"),
+        (m.kernel_tcp(), "kernelTCP"),
+    ];
+    for (v, name) in fields {
+        if let Some(v) = v {
+            check_limit(&format!("linux.resources.memory.{name}"), v)?;
+        }
+    }
+    // u64::MAX is -1 ("unset") as written by some tools.
+    if let Some(s) = m.swappiness().filter(|&s| s != u64::MAX && s > 100) {
+        return Err(invalid(
+            "linux.resources.memory.swappiness",
+            format!("{s} is not in 0..=100"),
+        ));
+    }
+    Ok(())
+}
+
+/// Rejects out-of-range v1 cpu values (no I/O).
+pub(crate) fn check_cpu_values(c: &LinuxCpu) -> Result<()> {
+    if let Some(s) = c.shares().filter(|&s| s != 0) {
+        if !(convert::MIN_CPU_SHARES..=convert::MAX_CPU_SHARES).contains(&s) {
+            return Err(invalid(
+                "linux.resources.cpu.shares",
+                format!(
+                    "{s} is not in {}..={}",
+                    convert::MIN_CPU_SHARES,
+                    convert::MAX_CPU_SHARES
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// memory: limit, swap (memory+swap), reservation, kernel, kernelTCP,
 /// swappiness, disableOOMKiller, useHierarchy, checkBeforeUpdate.
 pub(crate) fn set_memory(dir: &Path, m: &LinuxMemory, updating: bool) -> Result<()> {
+    check_memory_values(m)?;
     let limit = m.limit().unwrap_or(0);
     let mut swap = m.swap().unwrap_or(0);
-    check_limit("linux.resources.memory.limit", limit)?;
-    check_limit("linux.resources.memory.swap", swap)?;
     if m.check_before_update() == Some(true) && limit > 0 {
         let usage = fsutil::read_u64(dir, "memory.usage_in_bytes")?;
         if (limit as u64) < usage {
@@ -119,7 +159,6 @@ pub(crate) fn set_memory(dir: &Path, m: &LinuxMemory, updating: bool) -> Result<
         set_swap(dir, swap, false)?;
     }
     if let Some(r) = m.reservation().filter(|&r| r != 0) {
-        check_limit("linux.resources.memory.reservation", r)?;
         write(
             dir,
             "memory.soft_limit_in_bytes",
@@ -128,7 +167,6 @@ pub(crate) fn set_memory(dir: &Path, m: &LinuxMemory, updating: bool) -> Result<
         )?;
     }
     if let Some(k) = m.kernel().filter(|&k| k != 0) {
-        check_limit("linux.resources.memory.kernel", k)?;
         write(
             dir,
             "memory.kmem.limit_in_bytes",
@@ -145,7 +183,6 @@ pub(crate) fn set_memory(dir: &Path, m: &LinuxMemory, updating: bool) -> Result<
         }
     }
     if let Some(k) = m.kernel_tcp().filter(|&k| k != 0) {
-        check_limit("linux.resources.memory.kernelTCP", k)?;
         write(
             dir,
             "memory.kmem.tcp.limit_in_bytes",
@@ -153,14 +190,7 @@ pub(crate) fn set_memory(dir: &Path, m: &LinuxMemory, updating: bool) -> Result<
             "linux.resources.memory.kernelTCP",
         )?;
     }
-    // u64::MAX is -1 ("unset") as written by some tools.
     if let Some(s) = m.swappiness().filter(|&s| s != u64::MAX) {
-        if s > 100 {
-            return Err(invalid(
-                "linux.resources.memory.swappiness",
-                format!("{s} is not in 0..=100"),
-            ));
-        }
         write(
             dir,
             "memory.swappiness",
@@ -201,17 +231,13 @@ pub(crate) fn set_memory(dir: &Path, m: &LinuxMemory, updating: bool) -> Result<
 
 /// cpu: shares, cfs period/quota/burst, idle, realtime period/runtime.
 pub(crate) fn set_cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
-    if let Some(s) = c.shares().filter(|&s| s != 0) {
-        if !(convert::MIN_CPU_SHARES..=convert::MAX_CPU_SHARES).contains(&s) {
-            return Err(invalid(
-                "linux.resources.cpu.shares",
-                format!(
-                    "{s} is not in {}..={}",
-                    convert::MIN_CPU_SHARES,
-                    convert::MAX_CPU_SHARES
-                ),
-            ));
-        }
+    check_cpu_values(c)?;
+    // idle first: an idle group ignores its weight and the kernel refuses
+    // writing one, so shares are only written to a non-idle group.
+    if let Some(i) = c.idle() {
+        write(dir, "cpu.idle", &i.to_string(), "linux.resources.cpu.idle")?;
+    }
+    if let Some(s) = c.shares().filter(|&s| s != 0 && c.idle().unwrap_or(0) == 0) {
         write(
             dir,
             "cpu.shares",
@@ -275,9 +301,6 @@ pub(crate) fn set_cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
             &b.to_string(),
             "linux.resources.cpu.burst",
         )?;
-    }
-    if let Some(i) = c.idle() {
-        write(dir, "cpu.idle", &i.to_string(), "linux.resources.cpu.idle")?;
     }
     if let Some(p) = c.realtime_period().filter(|&p| p != 0) {
         write(

@@ -11,7 +11,6 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory};
 use crate::convert;
 use crate::error::{CgroupError, Result};
 use crate::fsutil;
-use crate::v1::check_limit;
 
 /// Controllers listed in `dir/cgroup.controllers`.
 pub(crate) fn controllers(dir: &Path) -> Result<Vec<String>> {
@@ -52,8 +51,20 @@ fn unsupported(what: &str) -> CgroupError {
     CgroupError::Unsupported(format!("{what} is not supported on cgroup v2"))
 }
 
-/// Fails for memory settings cgroup v2 has no equivalent for.
+fn swap_for_v2(m: &LinuxMemory) -> Result<i64> {
+    convert::memory_swap_to_v2(m.swap().unwrap_or(0), m.limit().unwrap_or(0)).map_err(|reason| {
+        CgroupError::Invalid {
+            field: "linux.resources.memory.swap".into(),
+            reason,
+        }
+    })
+}
+
+/// Fails for memory values out of range or that cgroup v2 has no
+/// equivalent for (no I/O; used before any write).
 pub(crate) fn check_memory(m: &LinuxMemory) -> Result<()> {
+    crate::v1::check_memory_values(m)?;
+    swap_for_v2(m)?;
     if m.kernel().is_some_and(|k| k != 0) {
         return Err(unsupported(
             "linux.resources.memory.kernel (kernel memory is part of memory.max)",
@@ -85,8 +96,6 @@ pub(crate) fn set_memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
     check_memory(m)?;
     let limit = m.limit().unwrap_or(0);
     let swap = m.swap().unwrap_or(0);
-    check_limit("linux.resources.memory.limit", limit)?;
-    check_limit("linux.resources.memory.swap", swap)?;
     if m.check_before_update() == Some(true) && limit > 0 {
         let usage = fsutil::read_u64(dir, "memory.current")?;
         if (limit as u64) < usage {
@@ -98,11 +107,7 @@ pub(crate) fn set_memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
             });
         }
     }
-    let v2_swap =
-        convert::memory_swap_to_v2(swap, limit).map_err(|reason| CgroupError::Invalid {
-            field: "linux.resources.memory.swap".into(),
-            reason,
-        })?;
+    let v2_swap = swap_for_v2(m)?;
     let mut swap_str = convert::v2_limit(v2_swap);
     if swap_str.is_none() && v2_swap == 0 && swap > 0 {
         // swap == limit: no swap at all.
@@ -135,7 +140,6 @@ pub(crate) fn set_memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
         }
     }
     if let Some(r) = m.reservation() {
-        check_limit("linux.resources.memory.reservation", r)?;
         if let Some(v) = convert::v2_limit(r) {
             write(dir, "memory.low", &v, "linux.resources.memory.reservation")?;
         }
@@ -156,10 +160,12 @@ pub(crate) fn check_cpu(c: &LinuxCpu) -> Result<()> {
 /// cpu.weight (from shares), cpu.max, cpu.max.burst, cpu.idle.
 pub(crate) fn set_cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
     check_cpu(c)?;
+    // idle first: an idle group ignores its weight and the kernel refuses
+    // writing one, so shares are only written to a non-idle group.
     if let Some(i) = c.idle() {
         write(dir, "cpu.idle", &i.to_string(), "linux.resources.cpu.idle")?;
     }
-    if let Some(s) = c.shares().filter(|&s| s != 0) {
+    if let Some(s) = c.shares().filter(|&s| s != 0 && c.idle().unwrap_or(0) == 0) {
         let w = convert::cpu_shares_to_weight(s);
         write(
             dir,

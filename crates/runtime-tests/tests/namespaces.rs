@@ -72,14 +72,12 @@ fn all_namespace_types_created() {
 #[test]
 fn pid_namespace_init_is_pid_1() {
     let rt = setup();
-    let b = Bundle::sh("echo $$; ps -o pid,args | tail -n +2");
+    let b = Bundle::sh("echo $$; exec ps -o pid,comm");
     let out = rt.run_ok(&b, &unique_id("pid1"));
-    let mut lines = out.lines();
-    assert_eq!(lines.next(), Some("1"));
-    // Only the shell (pid 1) and ps itself are visible.
-    let pids: Vec<&str> = lines.filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(pids.len(), 2, "{out}");
-    assert_eq!(pids[0], "1");
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["1"], "{out}");
+    // Only the container's init (the shell, now exec'd into ps) is visible.
+    assert_eq!(lines[1..], [vec!["PID", "COMMAND"], vec!["1", "ps"]], "{out}");
 }
 
 #[test]
@@ -112,17 +110,33 @@ fn time_namespace_created_berth_only() {
 }
 
 #[test]
-fn hostname_and_domainname() {
+fn hostname_set_in_new_uts() {
     let rt = setup();
     let mut b = Bundle::busybox();
-    b.set_sh("hostname; cat /proc/sys/kernel/domainname");
+    b.set_sh("hostname; cat /proc/sys/kernel/hostname");
+    b.config["hostname"] = json!("box-one");
+    b.write_config();
+    let host_before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(rt.run_ok(&b, &unique_id("host")), "box-one\nbox-one\n");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_before
+    );
+}
+
+#[test]
+fn domainname_berth_only() {
+    // `domainname` is runtime-spec 1.2; runc 1.1.5 ignores it.
+    let rt = setup();
+    let mut b = Bundle::busybox();
+    b.set_sh("cat /proc/sys/kernel/domainname");
     b.config["hostname"] = json!("box-one");
     b.config["domainname"] = json!("example.test");
     b.write_config();
-    let host_before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    assert_eq!(rt.run_ok(&b, &unique_id("host")), "box-one\nexample.test\n");
+    let host_before = std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
+    assert_eq!(rt.run_ok(&b, &unique_id("domain")), "example.test\n");
     assert_eq!(
-        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap(),
         host_before
     );
 }
@@ -232,25 +246,37 @@ fn cgroup_namespace_hides_host_paths() {
     }
 }
 
-/// A `sleep` in fresh namespaces made by `unshare`, killed on drop.
+/// A `sleep` in fresh namespaces made by `unshare` (`--kill-child` so a `--fork`ed sleeper dies
+/// with it); returns the guard and the pid of the `sleep` process.
 fn unshared_sleeper(flags: &[&str], setup_sh: &str) -> (ChildGuard, i32) {
     let mut c = Command::new("unshare");
-    c.args(flags)
+    c.arg("--kill-child")
+        .args(flags)
         .args(["sh", "-c", &format!("{setup_sh} exec sleep 1000")])
         .stdin(Stdio::null());
     let child = ChildGuard(c.spawn().unwrap());
     let pid = child.0.id() as i32;
-    // Wait until the exec into sleep happened (setup done).
+    let is_sleep = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    };
+    // Wait until the exec into sleep happened (setup done), in unshare itself or its child.
     let start = std::time::Instant::now();
     loop {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "sleep" {
-            break;
+        if is_sleep(pid) {
+            return (child, pid);
+        }
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default();
+        if let Some(c) = children
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .find(|&c| is_sleep(c))
+        {
+            return (child, c);
         }
         assert!(start.elapsed() < Duration::from_secs(5), "unshare helper never started");
         std::thread::sleep(Duration::from_millis(10));
     }
-    (child, pid)
 }
 
 #[test]
@@ -281,15 +307,7 @@ fn join_namespaces_by_path() {
 #[test]
 fn join_pid_namespace_by_path() {
     let rt = setup();
-    let (_g, pid) = unshared_sleeper(&["--pid", "--fork", "--mount-proc"], "");
-    // `unshare --fork`: the sleeper is the child of unshare; find it.
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default();
-    let target = children
-        .split_whitespace()
-        .next()
-        .map(|s| s.parse::<i32>().unwrap())
-        .unwrap_or(pid);
+    let (_g, target) = unshared_sleeper(&["--pid", "--fork", "--mount-proc"], "");
     let mut b = Bundle::busybox();
     b.set_sh("readlink /proc/self/ns/pid; ps -o comm | grep -c sleep");
     b.config["linux"]["namespaces"] = json!([

@@ -128,8 +128,9 @@ fn hybrid_apply_reads_back() {
     let pid = g.spawn_in("exec sleep 100");
     g.cg.apply(&res(r#"{
         "memory": {"limit": 67108864, "swap": 134217728, "reservation": 33554432,
-                   "swappiness": 10, "disableOOMKiller": false, "useHierarchy": true},
+                   "swappiness": 10, "disableOOMKiller": true, "useHierarchy": true},
         "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 1000, "idle": 0,
+                "realtimePeriod": 1000000, "realtimeRuntime": 10000,
                 "cpus": "0", "mems": "0"},
         "pids": {"limit": 100},
         "blockIO": {"weight": 300,
@@ -142,11 +143,14 @@ fn hybrid_apply_reads_back() {
     assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "134217728");
     assert_eq!(read(&mem, "memory.soft_limit_in_bytes"), "33554432");
     assert_eq!(read(&mem, "memory.swappiness"), "10");
+    assert!(read(&mem, "memory.oom_control").contains("oom_kill_disable 1"));
     let cpu = v1(&g, "cpu");
     assert_eq!(read(&cpu, "cpu.shares"), "512");
     assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "50000");
     assert_eq!(read(&cpu, "cpu.cfs_period_us"), "100000");
     assert_eq!(read(&cpu, "cpu.cfs_burst_us"), "1000");
+    assert_eq!(read(&cpu, "cpu.rt_period_us"), "1000000");
+    assert_eq!(read(&cpu, "cpu.rt_runtime_us"), "10000");
     let cpuset = v1(&g, "cpuset");
     assert_eq!(read(&cpuset, "cpuset.cpus"), "0");
     assert_eq!(read(&cpuset, "cpuset.mems"), "0");
@@ -186,12 +190,27 @@ fn hybrid_apply_reads_back() {
 
     // update: lower memory below the old memsw (write order matters), and
     // remove the CPU quota.
-    g.cg.update(&res(r#"{"memory": {"limit": 33554432, "swap": 50331648},
+    g.cg.update(&res(r#"{"memory": {"limit": 33554432, "swap": 50331648,
+                                    "disableOOMKiller": false},
                          "cpu": {"quota": -1}}"#))
         .unwrap();
+    assert!(read(&mem, "memory.oom_control").contains("oom_kill_disable 0"));
     assert_eq!(read(&mem, "memory.limit_in_bytes"), "33554432");
     assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "50331648");
     assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "-1");
+    // An idle group takes no shares; leaving idle takes them again.
+    g.cg.update(&res(r#"{"cpu": {"idle": 1, "shares": 256}}"#))
+        .unwrap();
+    assert_eq!(read(&cpu, "cpu.idle"), "1");
+    g.cg.update(&res(r#"{"cpu": {"idle": 0, "shares": 256}}"#))
+        .unwrap();
+    assert_eq!(
+        (
+            read(&cpu, "cpu.idle").as_str(),
+            read(&cpu, "cpu.shares").as_str()
+        ),
+        ("0", "256")
+    );
     // Raising both above the old memsw needs the other order.
     g.cg.update(&res(
         r#"{"memory": {"limit": 100663296, "swap": 201326592}}"#,

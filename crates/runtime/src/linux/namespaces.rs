@@ -160,6 +160,59 @@ pub fn clone_process(flags: CloneFlags) -> Result<i32> {
     Ok(r as i32)
 }
 
+/// clone3(2) with `flags` and, if given, CLONE_INTO_CGROUP: the child starts life in that cgroup2
+/// directory, which costs nothing, where moving it afterwards waits for an RCU grace period.
+/// Returns 0 in the child and the child's pid in the parent.
+pub fn clone3_process(flags: CloneFlags, cgroup: Option<&OwnedFd>) -> Result<i32> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let mut args = CloneArgs {
+        flags: flags.bits() as u64,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: 0,
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: clone3 without CLONE_VM and without a stack is fork(): the child gets a private copy of our
+    // address space; the library is only used from single-threaded processes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error())
+            .ctx(|| format!("clone3 with namespaces {flags:?} into a cgroup"));
+    }
+    Ok(r as i32)
+}
+
 /// Namespace files of a running process that differ from ours (those we must join to exec into it).
 pub fn of_process(pid: i32) -> Result<Vec<Join>> {
     use std::os::unix::fs::MetadataExt;

@@ -199,7 +199,26 @@ impl Runtime {
         if foreground {
             wait::block_signals()?;
         }
-        let clone_result = namespaces::clone_process(plan.clone_flags);
+        // The cgroup exists (with its limits) before the child does: the child is born in the cgroup2
+        // part (CLONE_INTO_CGROUP) and moves itself into the v1 hierarchies (cheap for a thread moving
+        // itself); only a child in a new user namespace, which may not write the host's cgroup files, is
+        // moved by us.
+        cgroup.create()?;
+        cleanup.cgroup = Some(&cgroup);
+        cgroup.apply(&resources)?;
+        let v2_fd = match cgroup.v2_path() {
+            Some(p) => Some(
+                nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                    .ctx(|| format!("opening {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let self_join = !plan.new_user;
+        let clone_result = match namespaces::clone3_process(plan.clone_flags, v2_fd.as_ref()) {
+            Err(_) if v2_fd.is_some() => namespaces::clone_process(plan.clone_flags),
+            r => r,
+        };
+        let born_in_v2 = v2_fd.is_some() && clone_result.is_ok();
         let pid = match clone_result {
             Ok(0) => {
                 drop(parent_chan);
@@ -215,6 +234,7 @@ impl Runtime {
                         None => StartGate::Socket,
                     },
                     console: console.as_ref().map(|c| c.as_raw_fd()),
+                    join_cgroup_v1: self_join,
                     no_pivot: opts.no_pivot,
                     no_new_keyring: opts.no_new_keyring,
                     preserve_fds: opts.preserve_fds,
@@ -236,10 +256,10 @@ impl Runtime {
         if plan.new_user {
             write_id_maps(pid, linux)?;
         }
-        cgroup.create()?;
-        cleanup.cgroup = Some(&cgroup);
-        cgroup.add_process(pid)?;
-        cgroup.apply(&resources)?;
+        if !self_join || (v2_fd.is_some() && !born_in_v2) {
+            // The slow path (see above): a full move through cgroup.procs.
+            cgroup.add_process(pid)?;
+        }
         parent_chan.send(Tag::Continue, &pid.to_string())?;
 
         let mut pid = pid;

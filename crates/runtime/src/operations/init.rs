@@ -41,6 +41,8 @@ pub(super) struct InitContext<'a> {
     pub chan: &'a Channel,
     pub gate: StartGate,
     pub console: Option<RawFd>,
+    /// Move ourselves into the v1 hierarchies (the parent does it otherwise).
+    pub join_cgroup_v1: bool,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -107,6 +109,9 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
     let plan = ctx.plan;
     let spec = ctx.spec;
     let linux = spec.linux().as_ref();
+    if ctx.join_cgroup_v1 {
+        ctx.cgroup.join_self_v1()?;
+    }
 
     for j in &plan.joins {
         namespaces::enter(j)?;

@@ -19,13 +19,15 @@ pub fn dispatch(cli: Cli, log: &Logger) -> Result<i32> {
         );
     }
     log.debug(&format!("command: {:?}", cli.command));
-    // Commands that put a process into a container run from a sealed copy of this binary (CVE-2019-5736).
-    if matches!(
-        cli.command,
-        Command::Create(_) | Command::Run { .. } | Command::Exec(_)
-    ) {
-        berth_runtime::cloned_binary::ensure_cloned()
-            .context("protecting the runtime binary")?;
+    // Commands that put a process into a container run from a protected copy of this binary
+    // (CVE-2019-5736 class): an immutable cached copy, or a sealed memfd where the container could be
+    // allowed to clear the immutable flag.
+    if let Some(strict) = protection_needed(&cli) {
+        berth_runtime::cloned_binary::ensure_protected(
+            Path::new(berth_runtime::cloned_binary::DEFAULT_CACHE_DIR),
+            strict,
+        )
+        .context("protecting the runtime binary")?;
     }
     let rt = || Runtime::new(&cli.root).context("opening the state directory");
     match cli.command {
@@ -84,6 +86,29 @@ pub fn dispatch(cli: Cli, log: &Logger) -> Result<i32> {
         Command::Checkpoint { .. } | Command::Restore { .. } => {
             bail!("checkpoint/restore is not supported by berth-runtime (no CRIU integration)")
         }
+    }
+}
+
+/// `None` if the command puts no process into a container; else whether the strict (memfd) protection is
+/// needed: when CAP_LINUX_IMMUTABLE appears anywhere in what configures the process (conservative: a plain
+/// substring test on the raw JSON and flags).
+fn protection_needed(cli: &Cli) -> Option<bool> {
+    const CAP: &[u8] = b"LINUX_IMMUTABLE";
+    let mentions = |p: &Path| {
+        std::fs::read(p)
+            .map(|raw| raw.windows(CAP.len()).any(|w| w == CAP))
+            .unwrap_or(true)
+    };
+    match &cli.command {
+        Command::Create(a) | Command::Run { create: a, .. } => {
+            Some(mentions(&a.bundle.join("config.json")))
+        }
+        Command::Exec(a) => Some(
+            a.cap.iter().any(|c| c.contains("LINUX_IMMUTABLE"))
+                || a.process.as_deref().is_some_and(|p| p == Path::new("-") || mentions(p))
+                || mentions(&cli.root.join(&a.id).join("config.json")),
+        ),
+        _ => None,
     }
 }
 

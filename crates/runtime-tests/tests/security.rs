@@ -108,16 +108,24 @@ fn seccomp_default_errno_with_allow_list() {
         "poll", "ppoll", "pselect6", "select", "chdir", "setpgid", "getpgrp", "getpgid",
         "kill", "tgkill", "pipe", "pipe2", "prctl", "capget", "capset", "setgroups",
         "setuid", "setgid", "setresuid", "setresgid", "fchown", "fchdir", "umask",
+        // What runtimes themselves need between loading the filter and execve.
+        "fstatfs", "statfs", "close_range", "nanosleep", "clock_nanosleep", "clock_gettime",
+        "epoll_pwait", "epoll_ctl", "epoll_create1", "gettid", "sched_yield", "madvise",
+        "sched_getaffinity", "getrlimit", "setrlimit", "mremap", "personality", "getdents",
+        "getppid", "openat2", "fchmod", "fchmodat", "waitid", "restart_syscall", "utimensat",
+        "futimesat", "utime", "utimes",
     ];
     b.config["linux"]["seccomp"] = seccomp(
         "SCMP_ACT_ERRNO",
         json!([{"names": allowed.to_vec(), "action": "SCMP_ACT_ALLOW"}]),
     );
-    b.set_sh("uname -s 2>/dev/null || echo uname-denied; echo done");
+    b.set_sh(
+        "mkdir /dev/shm/x 2>/dev/null || echo mkdir-denied; touch /dev/shm/y && echo touch-ok",
+    );
     b.write_config();
     let out = rt.run(&b, &unique_id("scdeny"));
     assert_success(&out, "run with allow-list seccomp");
-    assert_eq!(stdout(&out), "uname-denied\ndone\n");
+    assert_eq!(stdout(&out), "mkdir-denied\ntouch-ok\n");
 }
 
 /// A host directory with a `marker` file, outside any bundle.
@@ -358,15 +366,24 @@ fn cve_2024_21626_exec_cwd_via_proc_self_fd_stays_in_container() {
 
 // ---- CVE-2021-30465 class -------------------------------------------------------------------
 
-#[test]
-fn cve_2021_30465_symlink_exchange_race_on_mount_destination() {
-    let rt = setup();
+struct RaceResult {
+    ok: usize,
+    outputs: Vec<String>,
+    errors: Vec<String>,
+    victim: Vec<String>,
+    volume: Vec<String>,
+}
+
+/// Creates containers while a thread keeps exchanging the mount destination `/mnt/a` (a dir)
+/// with `/mnt/b`, a symlink to the *host* path of `<rootfs>/victim`. Followed on the host side,
+/// a mount (or mkdir) lands in `/victim`; resolved inside the rootfs it lands in
+/// `<rootfs>/<host path of rootfs>/victim`.
+fn symlink_exchange_race(rt: &Runtime) -> RaceResult {
     let mut b = Bundle::busybox();
     b.config["root"]["readonly"] = json!(false);
     let rootfs = b.rootfs().canonicalize().unwrap();
     std::fs::create_dir_all(rootfs.join("mnt/a")).unwrap();
     std::fs::create_dir_all(rootfs.join("victim")).unwrap();
-    // mnt/b -> <host path of rootfs>/victim: followed on the host, a mount lands on /victim.
     std::os::unix::fs::symlink(rootfs.join("victim"), rootfs.join("mnt/b")).unwrap();
     let vol = tempfile::tempdir().unwrap();
     std::fs::write(vol.path().join("VOLUME"), "").unwrap();
@@ -376,7 +393,7 @@ fn cve_2021_30465_symlink_exchange_race_on_mount_destination() {
     b.config["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "/mnt/a/t", "type": "tmpfs", "source": "tmpfs"
     }));
-    b.set_sh("ls /victim | wc -l; grep -c ' /victim ' /proc/self/mountinfo");
+    b.set_sh("ls /victim | grep -c VOLUME; grep -c ' /victim' /proc/self/mountinfo; true");
     b.write_config();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -385,7 +402,11 @@ fn cve_2021_30465_symlink_exchange_race_on_mount_destination() {
         let a = std::ffi::CString::new(rootfs.join("mnt/a").as_os_str().as_encoded_bytes()).unwrap();
         let bb = std::ffi::CString::new(rootfs.join("mnt/b").as_os_str().as_encoded_bytes()).unwrap();
         std::thread::spawn(move || {
+            let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                // Vary the timing so the swap hits different steps of container setup.
+                std::thread::sleep(Duration::from_micros(n * 7919 % 700));
                 // SAFETY: renameat2 with valid NUL-terminated paths; RENAME_EXCHANGE swaps them.
                 unsafe {
                     libc::renameat2(
@@ -399,22 +420,55 @@ fn cve_2021_30465_symlink_exchange_race_on_mount_destination() {
             }
         })
     };
-    let mut ok = 0;
-    let mut escaped = Vec::new();
+    let mut r = RaceResult {
+        ok: 0,
+        outputs: vec![],
+        errors: vec![],
+        victim: vec![],
+        volume: vec![],
+    };
     for _ in 0..40 {
         let out = rt.run(&b, &unique_id("race"));
         if out.status.success() {
-            ok += 1;
-            let s = stdout(&out);
-            if s != "0\n0\n" {
-                escaped.push(s);
-            }
+            r.ok += 1;
+            r.outputs.push(stdout(&out));
+        } else {
+            r.errors.push(stderr(&out));
         }
     }
     stop.store(true, Ordering::Relaxed);
     swapper.join().unwrap();
+    r.victim = dir_entries(&rootfs.join("victim"));
+    r.volume = dir_entries(vol.path());
+    r
+}
+
+#[test]
+fn cve_2021_30465_symlink_exchange_race_on_mount_destination() {
+    let rt = setup();
+    let r = symlink_exchange_race(&rt);
+    let escaped: Vec<&String> = r.outputs.iter().filter(|s| *s != "0\n0\n").collect();
     assert!(escaped.is_empty(), "mount landed on /victim: {escaped:?}");
-    assert!(dir_entries(&rootfs.join("victim")).is_empty());
-    assert_eq!(dir_entries(vol.path()), ["VOLUME"]);
-    assert!(ok > 0, "no container ever started during the race");
+    assert!(!r.victim.iter().any(|e| e == "VOLUME"), "{:?}", r.victim);
+    // (The runtime may create the nested mountpoint `t` inside the volume: that is in scope.)
+    assert!(
+        r.volume.iter().all(|e| e == "VOLUME" || e == "t"),
+        "{:?}",
+        r.volume
+    );
+    assert!(r.ok > 0, "no container ever started during the race: {:?}", r.errors);
+}
+
+#[test]
+fn cve_2024_45310_symlink_exchange_race_creates_nothing_outside_berth_only() {
+    // runc 1.1.5 (CVE-2024-45310, fixed in 1.1.14) can be raced into creating the nested
+    // mountpoint directory through the swapped symlink, i.e. outside the intended path.
+    let rt = setup();
+    let r = symlink_exchange_race(&rt);
+    assert!(
+        r.victim.is_empty(),
+        "runtime created {:?} through a swapped symlink",
+        r.victim
+    );
+    assert!(r.ok > 0, "no container ever started during the race: {:?}", r.errors);
 }

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "berth-runtime",
-    version,
+    version = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.2.1"),
     about = "A runc-compatible OCI runtime: a bundle (rootfs + config.json) becomes an isolated process"
 )]
 pub struct Cli {

@@ -402,10 +402,17 @@ impl Runtime {
         self.state(id)["pid"].as_i64().unwrap_or(0) as i32
     }
 
-    /// `exec <id> args...` with captured output.
-    pub fn exec(&self, id: &str, args: &[&str]) -> Output {
-        let mut a = vec!["exec", id];
-        a.extend_from_slice(args);
+    /// `exec <id> cmd...` with captured output.
+    pub fn exec(&self, id: &str, cmd: &[&str]) -> Output {
+        self.exec_with(&[], id, cmd)
+    }
+
+    /// `exec <opts...> <id> cmd...` with captured output.
+    pub fn exec_with(&self, opts: &[&str], id: &str, cmd: &[&str]) -> Output {
+        let mut a = vec!["exec"];
+        a.extend_from_slice(opts);
+        a.push(id);
+        a.extend_from_slice(cmd);
         self.output(&a)
     }
 

@@ -62,7 +62,11 @@ fn exec_joins_namespaces_and_cgroup() {
 fn exec_inherits_config_env_and_adds_env() {
     let rt = setup();
     let (_b, id, _) = running(&rt, "execenv");
-    let out = rt.exec(&id, &["--env", "EXTRA=1", "--env", "CONFIG_VAR=overridden", "sh", "-c", "echo $EXTRA $CONFIG_VAR $PATH"]);
+    let out = rt.exec_with(
+        &["--env", "EXTRA=1", "--env", "CONFIG_VAR=overridden"],
+        &id,
+        &["sh", "-c", "echo $EXTRA $CONFIG_VAR $PATH"],
+    );
     assert_success(&out, "exec --env");
     assert_eq!(
         stdout(&out),
@@ -76,13 +80,17 @@ fn exec_inherits_config_env_and_adds_env() {
 fn exec_cwd_and_user() {
     let rt = setup();
     let (_b, id, _) = running(&rt, "execcwd");
-    let out = rt.exec(&id, &["--cwd", "/tmp", "pwd"]);
+    let out = rt.exec_with(&["--cwd", "/tmp"], &id, &["pwd"]);
     assert_success(&out, "exec --cwd");
     assert_eq!(stdout(&out), "/tmp\n");
-    let out = rt.exec(&id, &["--user", "1000:100", "sh", "-c", "id -u; id -g"]);
+    let out = rt.exec_with(&["--user", "1000:100"], &id, &["sh", "-c", "id -u; id -g"]);
     assert_success(&out, "exec --user");
     assert_eq!(stdout(&out), "1000\n100\n");
-    let out = rt.exec(&id, &["--user", "1000:100", "--additional-gids", "5", "sh", "-c", "grep Groups /proc/self/status"]);
+    let out = rt.exec_with(
+        &["--user", "1000:100", "--additional-gids", "5"],
+        &id,
+        &["sh", "-c", "grep Groups /proc/self/status"],
+    );
     assert_success(&out, "exec --additional-gids");
     assert_eq!(status_field(&stdout(&out), "Groups").unwrap(), "5");
 }
@@ -95,7 +103,7 @@ fn exec_cap_adds_capability() {
     let eff = u64::from_str_radix(&status_field(&stdout(&out), "CapEff").unwrap(), 16).unwrap();
     let sys_admin = 1u64 << cap_number("CAP_SYS_ADMIN").unwrap();
     assert_eq!(eff & sys_admin, 0);
-    let out = rt.exec(&id, &["--cap", "CAP_SYS_ADMIN", "cat", "/proc/self/status"]);
+    let out = rt.exec_with(&["--cap", "CAP_SYS_ADMIN"], &id, &["cat", "/proc/self/status"]);
     assert_success(&out, "exec --cap");
     let s = stdout(&out);
     for k in ["CapEff", "CapPrm", "CapBnd"] {
@@ -124,7 +132,7 @@ fn exec_process_json() {
         .to_string(),
     )
     .unwrap();
-    let out = rt.exec(&id, &["--process", path_str(&pj)]);
+    let out = rt.exec_with(&["--process", path_str(&pj)], &id, &[]);
     assert_success(&out, "exec --process");
     assert_eq!(
         stdout(&out),

@@ -330,6 +330,13 @@ const ESCAPE_PROBE: &str =
 #[test]
 fn cve_2024_21626_cwd_via_proc_self_fd_stays_in_container() {
     let rt = setup();
+    // Control: the probe sees the marker from an ordinary cwd.
+    let mut b = Bundle::busybox();
+    std::fs::write(b.rootfs().join(".in-container-marker"), "").unwrap();
+    b.config["process"]["cwd"] = json!("/tmp");
+    b.set_sh(ESCAPE_PROBE);
+    b.write_config();
+    assert_eq!(rt.run_ok(&b, &unique_id("cwdctl")), "1\n/tmp\n");
     for n in 3..=10 {
         let mut b = Bundle::busybox();
         std::fs::write(b.rootfs().join(".in-container-marker"), "").unwrap();
@@ -354,9 +361,13 @@ fn cve_2024_21626_exec_cwd_via_proc_self_fd_stays_in_container() {
     std::fs::write(b.rootfs().join(".in-container-marker"), "").unwrap();
     let id = unique_id("execcwd");
     rt.start_detached(&b, &id);
+    // Control: the probe sees the marker from an ordinary cwd.
+    let out = rt.exec_with(&["--cwd", "/tmp"], &id, &["sh", "-c", ESCAPE_PROBE]);
+    assert_success(&out, "exec --cwd /tmp");
+    assert_eq!(stdout(&out), "1\n/tmp\n");
     for n in 3..=10 {
         let cwd = format!("/proc/self/fd/{n}");
-        let out = rt.exec(&id, &["--cwd", &cwd, "sh", "-c", ESCAPE_PROBE]);
+        let out = rt.exec_with(&["--cwd", &cwd], &id, &["sh", "-c", ESCAPE_PROBE]);
         if out.status.success() {
             let s = stdout(&out);
             assert!(s.starts_with("1\n"), "exec cwd {cwd} escaped: {s}");

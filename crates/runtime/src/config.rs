@@ -63,9 +63,14 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
 
 /// Parses config.json bytes and runs the checks.
 pub fn parse(raw: &[u8], path: &Path) -> Result<Spec> {
-    let spec: Spec = serde_json::from_slice(raw).map_err(|e| Error::Config {
+    let de = &mut serde_json::Deserializer::from_slice(raw);
+    let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| Error::Config {
         path: path.to_path_buf(),
-        msg: e.to_string(),
+        msg: if e.path().to_string() == "." {
+            e.inner().to_string()
+        } else {
+            format!("{}: {}", e.path(), e.inner())
+        },
     })?;
     check(&spec).map_err(|msg| Error::Config {
         path: path.to_path_buf(),

@@ -24,7 +24,7 @@ pub fn document() -> Value {
     let layout = berth_cgroups::detect_layout().ok();
     json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": oci_spec::runtime::VERSION,
+        "ociVersionMax": crate::spec::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": MOUNT_OPTIONS,
         "linux": {

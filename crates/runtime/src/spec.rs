@@ -2,12 +2,15 @@
 
 use serde_json::{json, Value};
 
+/// The runtime-spec version this runtime implements.
+pub const OCI_VERSION: &str = "1.2.1";
+
 const CAPS: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
 /// The default spec: a shell with a terminal, pid/net/ipc/uts/mount/cgroup namespaces, a read-only rootfs.
 pub fn default_spec() -> Value {
     json!({
-        "ociVersion": oci_spec::runtime::VERSION,
+        "ociVersion": OCI_VERSION,
         "process": {
             "terminal": true,
             "user": {"uid": 0, "gid": 0},

@@ -18,8 +18,24 @@ pub struct Resolved {
     pub ambient: Option<HashSet<Capability>>,
 }
 
+impl Resolved {
+    /// Every set empty: a process with no capabilities at all.
+    pub fn empty() -> Resolved {
+        Resolved {
+            bounding: Some(HashSet::new()),
+            effective: Some(HashSet::new()),
+            permitted: Some(HashSet::new()),
+            inheritable: Some(HashSet::new()),
+            ambient: Some(HashSet::new()),
+        }
+    }
+}
+
+/// A set absent from a present `capabilities` object is empty (as runc).
 fn convert(set: &Option<oci_spec::runtime::Capabilities>) -> Result<Option<HashSet<Capability>>> {
-    let Some(set) = set else { return Ok(None) };
+    let Some(set) = set else {
+        return Ok(Some(HashSet::new()));
+    };
     let mut out = HashSet::new();
     for c in set {
         let name = format!("CAP_{c}");

@@ -171,20 +171,42 @@ impl Prepared {
 
     /// Drops privileges: bounding set, user and groups, the other capability sets, no_new_privs, cwd.
     pub fn drop_privileges(&self) -> Result<()> {
-        if let Some(c) = &self.caps {
-            capabilities::apply_bounding(c)?;
-        }
+        // No capabilities object: the process gets none at all, bounding set included (as runc).
+        let none = Resolved::empty();
+        let caps = self.caps.as_ref().unwrap_or(&none);
+        capabilities::apply_bounding(caps)?;
         user::switch(&self.user, self.allow_setgroups)?;
-        match &self.caps {
-            Some(c) => capabilities::apply_sets(c)?,
-            None => capabilities::apply_sets(&Resolved::default())?,
-        }
+        capabilities::apply_sets(caps)?;
         if self.no_new_privs {
             set_no_new_privs()?;
         }
         nix::unistd::chdir(&self.cwd)
             .ctx(|| format!("chdir to process.cwd {}", self.cwd.display()))?;
         Ok(())
+    }
+
+    /// The environment, with HOME from the container's /etc/passwd (or "/") added when it has none, as
+    /// runc does. Read before the late seccomp filter is loaded.
+    pub fn final_env(&self) -> Vec<CString> {
+        let mut env = self.env.clone();
+        if env.iter().any(|e| e.to_bytes().starts_with(b"HOME=")) {
+            return env;
+        }
+        let uid = self.user.uid().to_string();
+        let home = std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|p| {
+                p.lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() > 5 && f[2] == uid).then(|| f[5].to_string())
+                })
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "/".to_string());
+        if let Ok(c) = CString::new(format!("HOME={home}")) {
+            env.push(c);
+        }
+        env
     }
 
     /// Finds the program in the container (PATH of the process's own environment).
@@ -208,8 +230,8 @@ impl Prepared {
     }
 
     /// execve; only returns on failure.
-    pub fn exec(&self, program: &CString) -> Error {
-        match nix::unistd::execve(program, &self.args, &self.env) {
+    pub fn exec(&self, program: &CString, env: &[CString]) -> Error {
+        match nix::unistd::execve(program, &self.args, env) {
             Err(e) => Error::Invalid(format!(
                 "exec {:?}: {}",
                 program.to_string_lossy(),

@@ -4,6 +4,14 @@ use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 
 use crate::{Error, Result};
 
+/// The spec's name of a limit, e.g. `RLIMIT_NOFILE`.
+fn name(t: PosixRlimitType) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{t:?}"))
+}
+
 fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
     match t {
         PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
@@ -33,8 +41,8 @@ pub fn check(limits: &[PosixRlimit]) -> Result<()> {
     for l in limits {
         if l.soft() > l.hard() {
             return Err(Error::Invalid(format!(
-                "rlimit {:?}: soft limit {} is above the hard limit {}",
-                l.typ(),
+                "rlimit {}: soft limit {} is above the hard limit {}",
+                name(l.typ()),
                 l.soft(),
                 l.hard()
             )));
@@ -52,9 +60,9 @@ pub fn check(limits: &[PosixRlimit]) -> Result<()> {
             && l.hard() > cur.rlim_max
         {
             return Err(Error::Invalid(format!(
-                "rlimit {:?}: hard limit {} is above the host's hard limit {} and raising it needs \
+                "rlimit {}: hard limit {} is above the host's hard limit {} and raising it needs \
                  CAP_SYS_RESOURCE, which this runtime does not have",
-                l.typ(),
+                name(l.typ()),
                 l.hard(),
                 cur.rlim_max
             )));
@@ -73,8 +81,8 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
         // SAFETY: setrlimit reads the struct we pass.
         if unsafe { libc::setrlimit(resource(l.typ()), &r) } != 0 {
             return Err(Error::Invalid(format!(
-                "setting rlimit {:?} to soft {} hard {}: {}",
-                l.typ(),
+                "setting rlimit {} to soft {} hard {}: {}",
+                name(l.typ()),
                 l.soft(),
                 l.hard(),
                 std::io::Error::last_os_error()

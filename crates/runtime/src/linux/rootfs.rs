@@ -21,6 +21,8 @@ pub struct Setup<'a> {
     pub cgroup: &'a berth_cgroups::Cgroup,
     pub in_userns: bool,
     pub new_cgroupns: bool,
+    /// process.cwd, created in the rootfs if missing (as runc does).
+    pub cwd: &'a Path,
 }
 
 /// Everything before pivot_root: propagation, the rootfs bind, the spec's mounts and /dev.
@@ -82,6 +84,7 @@ pub fn prepare(s: &Setup) -> Result<OwnedFd> {
     if !dev_bound {
         dev_symlinks(root.as_fd(), devpts)?;
     }
+    drop(secure_path::ensure(root.as_fd(), s.cwd, Kind::Dir)?);
     Ok(root)
 }
 

@@ -124,6 +124,11 @@ impl Runtime {
         let mut process = Prepared::new(process_spec, linux.seccomp().as_ref())?;
         let plan = Plan::new(&ns_list)?;
         let terminal = process.terminal;
+        if !terminal && opts.console_socket.is_some() {
+            return Err(Error::Invalid(
+                "--console-socket was given but process.terminal is false".into(),
+            ));
+        }
         if terminal && opts.console_socket.is_none() && !foreground {
             return Err(Error::Invalid(
                 "process.terminal is true: a console socket is needed (--console-socket), or run in the foreground"
@@ -406,6 +411,11 @@ impl ParentNamespaces {
 
     fn leave(self) -> Result<()> {
         for (fd, flag) in self.saved {
+            if flag == CloneFlags::CLONE_NEWPID {
+                // The kernel never lets a process go back to an ancestor pid namespace; only children
+                // are affected, so the hooks we run later start in the container's pid namespace.
+                continue;
+            }
             nix::sched::setns(&fd, flag).ctx(|| "returning to the runtime's own namespace".into())?;
         }
         Ok(())

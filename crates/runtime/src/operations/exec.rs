@@ -52,6 +52,11 @@ impl Runtime {
         let spec = lifecycle::load_spec(&dir)?;
         let linux = spec.linux().as_ref();
         let mut prepared = Prepared::new(&opts.process, linux.and_then(|l| l.seccomp().as_ref()))?;
+        if !prepared.terminal && opts.console_socket.is_some() {
+            return Err(Error::Invalid(
+                "--console-socket was given but the process has no terminal".into(),
+            ));
+        }
         if prepared.terminal && opts.console_socket.is_none() && opts.detach {
             return Err(Error::Invalid(
                 "a terminal for a detached exec needs --console-socket".into(),
@@ -81,27 +86,27 @@ impl Runtime {
             (Some(OwnedFd::from(a)), Some(OwnedFd::from(b)))
         };
         let (parent_chan, child_chan) = sync::pair()?;
-        let saved_pid_ns = match &pid_join {
-            Some(j) => {
-                let saved = nix::fcntl::open(
-                    "/proc/self/ns/pid_for_children",
-                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .ctx(|| "opening /proc/self/ns/pid_for_children".into())?;
-                namespaces::enter(j)?;
-                Some(saved)
-            }
-            None => None,
-        };
+        // Entering the container's pid namespace only affects our children; there is no way back to an
+        // ancestor pid namespace, which is fine: this process forks nothing else.
+        if let Some(j) = &pid_join {
+            namespaces::enter(j)?;
+        }
         if !opts.detach {
             wait::block_signals()?;
         }
-        let child = namespaces::clone_process(CloneFlags::empty());
-        if let Some(saved) = &saved_pid_ns {
-            nix::sched::setns(saved, CloneFlags::CLONE_NEWPID)
-                .ctx(|| "returning to our pid namespace".into())?;
-        }
+        let self_join = !joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
+        let v2_fd = match st.cgroup.v2_path() {
+            Some(p) => Some(
+                nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                    .ctx(|| format!("opening {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let child = match namespaces::clone3_process(CloneFlags::empty(), v2_fd.as_ref()) {
+            Err(_) if v2_fd.is_some() => namespaces::clone_process(CloneFlags::empty()),
+            r => r,
+        };
+        let born_in_v2 = v2_fd.is_some() && child.is_ok();
         let pid = match child? {
             0 => {
                 drop(parent_chan);
@@ -111,6 +116,7 @@ impl Runtime {
                     &child_chan,
                     console.as_ref().map(|c| c.as_raw_fd()),
                     opts.preserve_fds,
+                    self_join.then_some(&st.cgroup),
                 )
             }
             pid => pid,
@@ -122,9 +128,11 @@ impl Runtime {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         };
-        if let Err(e) = st.cgroup.add_process(pid) {
-            kill_child();
-            return Err(e.into());
+        if !self_join || (v2_fd.is_some() && !born_in_v2) {
+            if let Err(e) = st.cgroup.add_process(pid) {
+                kill_child();
+                return Err(e.into());
+            }
         }
         let outcome = (|| -> Result<()> {
             parent_chan.send(Tag::Continue, "")?;
@@ -155,6 +163,7 @@ fn exec_child(
     chan: &Channel,
     console: Option<i32>,
     preserve_fds: u32,
+    join_cgroup: Option<&berth_cgroups::Cgroup>,
 ) -> ! {
     let r = (|| -> Result<std::convert::Infallible> {
         let _ = nix::sys::signal::sigprocmask(
@@ -164,6 +173,9 @@ fn exec_child(
         );
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        if let Some(cg) = join_cgroup {
+            cg.join_self_v1()?;
+        }
         chan.expect(Tag::Continue)?;
         for j in joins {
             namespaces::enter(j)?;
@@ -180,6 +192,7 @@ fn exec_child(
         }
         p.drop_privileges()?;
         let program = p.resolve_program()?;
+        let env = p.final_env();
         fds::cloexec_from(3 + preserve_fds)?;
         for fd in 3..3 + preserve_fds as i32 {
             fds::clear_cloexec(fd)?;
@@ -190,7 +203,7 @@ fn exec_child(
         if !p.seccomp_early() {
             p.load_seccomp()?;
         }
-        Err(p.exec(&program))
+        Err(p.exec(&program, &env))
     })();
     let Err(e) = r;
     let _ = chan.send(Tag::Error, &e.to_string());

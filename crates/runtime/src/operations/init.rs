@@ -159,6 +159,7 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
         cgroup: ctx.cgroup,
         in_userns,
         new_cgroupns: plan.unshare_flags.contains(CloneFlags::CLONE_NEWCGROUP),
+        cwd: &ctx.process.cwd,
     };
     let root_fd = rootfs::prepare(&setup)?;
 
@@ -229,10 +230,11 @@ fn finish(ctx: &InitContext, gate: StartGate, mut state: StateView) -> Error {
         state.status = Status::Created;
         hooks::run(ctx.spec.hooks().as_ref(), Phase::StartContainer, &state)?;
         let program = ctx.process.resolve_program()?;
+        let env = ctx.process.final_env();
         if !ctx.process.seccomp_early() {
             ctx.process.load_seccomp()?;
         }
-        Err(ctx.process.exec(&program))
+        Err(ctx.process.exec(&program, &env))
     })();
     match r {
         Err(e) => e,

@@ -34,11 +34,7 @@ pub fn workspace_root() -> PathBuf {
 pub fn runtime_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("BERTH_RUNTIME") {
         let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "BERTH_RUNTIME={} does not exist",
-            p.display()
-        );
+        assert!(p.exists(), "BERTH_RUNTIME={} does not exist", p.display());
         return p;
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -105,7 +101,11 @@ pub fn require_root_and_tools(tools: &[&str]) {
             missing.push(install_hint(t));
         }
     }
-    assert!(missing.is_empty(), "test prerequisites missing: {}", missing.join("; "));
+    assert!(
+        missing.is_empty(),
+        "test prerequisites missing: {}",
+        missing.join("; ")
+    );
 }
 
 /// A unique container id: `<prefix>-<pid>-<counter>-<time>`; safe across parallel tests and
@@ -142,7 +142,17 @@ fn busybox_applets() -> &'static [String] {
 pub fn make_busybox_rootfs(rootfs: &Path) {
     use std::os::unix::fs::{symlink, PermissionsExt};
     for d in [
-        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "home/user",
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "home/user",
     ] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
@@ -763,8 +773,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
 pub fn mount_at(text: &str, target: &str) -> Option<MountInfo> {
     parse_mountinfo(text)
         .into_iter()
-        .filter(|m| m.target == target)
-        .last()
+        .rev()
+        .find(|m| m.target == target)
 }
 
 /// Kills (SIGKILL) and reaps a helper child on drop.

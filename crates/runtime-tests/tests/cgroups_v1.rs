@@ -80,16 +80,32 @@ fn memory_limits() {
     } else {
         assert_eq!(read_trim(&d.join("memory.limit_in_bytes")), "67108864");
         assert_eq!(read_trim(&d.join("memory.soft_limit_in_bytes")), "33554432");
-        assert_eq!(read_trim(&d.join("memory.memsw.limit_in_bytes")), "134217728");
-        assert_eq!(inside("/sys/fs/cgroup/memory/memory.limit_in_bytes"), "67108864");
-        assert_eq!(inside("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"), "134217728");
+        assert_eq!(
+            read_trim(&d.join("memory.memsw.limit_in_bytes")),
+            "134217728"
+        );
+        assert_eq!(
+            inside("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+            "67108864"
+        );
+        assert_eq!(
+            inside("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+            "134217728"
+        );
         let cgfile = inside("/proc/self/cgroup");
         let mem_line = cgfile.lines().find(|l| l.contains(":memory:")).unwrap();
-        assert_eq!(mem_line.split(':').nth(2), Some(format!("/{}", cg.rel).as_str()));
+        assert_eq!(
+            mem_line.split(':').nth(2),
+            Some(format!("/{}", cg.rel).as_str())
+        );
     }
     // Every controller dir is removed by delete.
     rt.ok(&["delete", "--force", &cg.id]);
-    assert!(cgroup_dirs_for(&cg.rel).is_empty(), "{:?}", cgroup_dirs_for(&cg.rel));
+    assert!(
+        cgroup_dirs_for(&cg.rel).is_empty(),
+        "{:?}",
+        cgroup_dirs_for(&cg.rel)
+    );
 }
 
 #[test]
@@ -100,8 +116,7 @@ fn memory_limit_enforced_oom_kill() {
     let _c = CgroupCleanup::new(&rel);
     let mut b = Bundle::busybox();
     b.config["linux"]["cgroupsPath"] = json!(format!("/{rel}"));
-    b.config["linux"]["resources"]["memory"] =
-        json!({"limit": 16777216, "swap": 16777216});
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 16777216, "swap": 16777216});
     // dd's 64 MiB block buffer cannot fit in 16 MiB: the child is OOM-killed (SIGKILL).
     b.set_sh("dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo rc=$?");
     b.write_config();
@@ -127,7 +142,14 @@ fn cpu_quota_period_shares() {
         assert_eq!(read_trim(&d.join("cpu.cfs_quota_us")), "50000");
         assert_eq!(read_trim(&d.join("cpu.cfs_period_us")), "100000");
         assert_eq!(read_trim(&d.join("cpu.shares")), "512");
-        let out = rt.exec(&cg.id, &["cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.shares"]);
+        let out = rt.exec(
+            &cg.id,
+            &[
+                "cat",
+                "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                "/sys/fs/cgroup/cpu/cpu.shares",
+            ],
+        );
         assert_eq!(stdout(&out), "50000\n512\n");
     }
 }
@@ -142,15 +164,15 @@ fn cpuset_cpus_mems() {
         "sleep 1000",
     );
     let d = dir(&cg, "cpuset");
-    let (cpus, mems) = if cgroup_v2_unified() {
-        ("cpuset.cpus", "cpuset.mems")
-    } else {
-        ("cpuset.cpus", "cpuset.mems")
-    };
+    // Same file names in v1 and v2.
+    let (cpus, mems) = ("cpuset.cpus", "cpuset.mems");
     assert_eq!(read_trim(&d.join(cpus)), "0");
     assert_eq!(read_trim(&d.join(mems)), "0");
     let out = rt.exec(&cg.id, &["grep", "Cpus_allowed_list", "/proc/self/status"]);
-    assert_eq!(status_field(&stdout(&out), "Cpus_allowed_list").unwrap(), "0");
+    assert_eq!(
+        status_field(&stdout(&out), "Cpus_allowed_list").unwrap(),
+        "0"
+    );
 }
 
 #[test]
@@ -198,12 +220,20 @@ fn devices_cgroup_denies_unlisted_device() {
         {"allow": false, "access": "rwm"},
         {"allow": true, "type": "c", "major": 42, "minor": 2, "access": "rw"}
     ]);
-    b.set_sh("head -c1 /dev/denied 2>&1; head -c1 /dev/allowed 2>&1; echo > /dev/null && echo null-ok");
+    b.set_sh(
+        "head -c1 /dev/denied 2>&1; head -c1 /dev/allowed 2>&1; echo > /dev/null && echo null-ok",
+    );
     b.write_config();
     let out = rt.run_ok(&b, &unique_id("devcg"));
     let mut l = out.lines();
-    assert!(l.next().unwrap().contains("Operation not permitted"), "{out}");
-    assert!(l.next().unwrap().contains("No such device or address"), "{out}");
+    assert!(
+        l.next().unwrap().contains("Operation not permitted"),
+        "{out}"
+    );
+    assert!(
+        l.next().unwrap().contains("No such device or address"),
+        "{out}"
+    );
     assert_eq!(l.next(), Some("null-ok"));
 }
 
@@ -233,14 +263,20 @@ fn blkio_weight_file() -> Option<&'static str> {
     let candidates: &[&str] = if cgroup_v2_unified() {
         &["/sys/fs/cgroup/io.weight", "/sys/fs/cgroup/io.bfq.weight"]
     } else {
-        &["/sys/fs/cgroup/blkio/blkio.weight", "/sys/fs/cgroup/blkio/blkio.bfq.weight"]
+        &[
+            "/sys/fs/cgroup/blkio/blkio.weight",
+            "/sys/fs/cgroup/blkio/blkio.bfq.weight",
+        ]
     };
     // The root cgroup may lack the file; look in any child.
     candidates.iter().copied().find(|c| {
         let p = std::path::Path::new(c);
         p.exists()
             || std::fs::read_dir(p.parent().unwrap())
-                .map(|rd| rd.flatten().any(|e| e.path().join(p.file_name().unwrap()).exists()))
+                .map(|rd| {
+                    rd.flatten()
+                        .any(|e| e.path().join(p.file_name().unwrap()).exists())
+                })
                 .unwrap_or(false)
     })
 }
@@ -252,7 +288,12 @@ fn blkio_weight_applied_or_clear_error() {
     let rt = setup();
     match blkio_weight_file() {
         Some(f) => {
-            let cg = start_with(&rt, "blkio", json!({"blockIO": {"weight": 500}}), "sleep 1000");
+            let cg = start_with(
+                &rt,
+                "blkio",
+                json!({"blockIO": {"weight": 500}}),
+                "sleep 1000",
+            );
             let name = std::path::Path::new(f).file_name().unwrap().to_owned();
             let ctrl = if cgroup_v2_unified() { "io" } else { "blkio" };
             let v = read_trim(&dir(&cg, ctrl).join(name));
@@ -272,7 +313,11 @@ fn blkio_weight_applied_or_clear_error() {
             let msg = assert_failure(&out, "blkio weight on a kernel without weight support");
             assert!(msg.contains("weight"), "{msg}");
             assert!(rt.container_ids().is_empty());
-            assert!(cgroup_dirs_for(&rel).is_empty(), "{:?}", cgroup_dirs_for(&rel));
+            assert!(
+                cgroup_dirs_for(&rel).is_empty(),
+                "{:?}",
+                cgroup_dirs_for(&rel)
+            );
         }
     }
 }
@@ -320,12 +365,24 @@ fn cgroups_path_absolute_nested() {
         }
         let line = cgfile
             .lines()
-            .find(|l| l.split(':').nth(1).is_some_and(|cs| cs.split(',').any(|x| x == c)))
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|cs| cs.split(',').any(|x| x == c))
+            })
             .unwrap();
-        assert_eq!(line.split(':').nth(2), Some(format!("/{rel}").as_str()), "{c}");
+        assert_eq!(
+            line.split(':').nth(2),
+            Some(format!("/{rel}").as_str()),
+            "{c}"
+        );
     }
     rt.ok(&["delete", "--force", &id]);
-    assert!(cgroup_dirs_for(&rel).is_empty(), "{:?}", cgroup_dirs_for(&rel));
+    assert!(
+        cgroup_dirs_for(&rel).is_empty(),
+        "{:?}",
+        cgroup_dirs_for(&rel)
+    );
 }
 
 #[test]

@@ -74,7 +74,12 @@ fn invalid_config_message_names_config_json_berth_only() {
 #[test]
 fn missing_bundle_fails() {
     let rt = setup();
-    let out = rt.detached(&["create", "--bundle", "/nonexistent/berth-bundle", &unique_id("nob")]);
+    let out = rt.detached(&[
+        "create",
+        "--bundle",
+        "/nonexistent/berth-bundle",
+        &unique_id("nob"),
+    ]);
     let msg = assert_failure(&out, "create with missing bundle");
     assert!(msg.contains("/nonexistent/berth-bundle"), "{msg}");
     assert_root_empty(&rt);
@@ -134,7 +139,10 @@ fn path_like_ids_rejected() {
         assert_failure(&out, &format!("create {id:?}"));
         assert_root_empty(&rt);
         assert!(!outside.join(&marker).exists(), "{id:?} escaped the root");
-        assert!(!Path::new("/tmp").join(&marker).exists(), "{id:?} escaped the root");
+        assert!(
+            !Path::new("/tmp").join(&marker).exists(),
+            "{id:?} escaped the root"
+        );
     }
 }
 
@@ -152,7 +160,10 @@ fn unknown_container_commands_fail() {
     ] {
         let out = rt.output(&args);
         let msg = assert_failure(&out, &args.join(" "));
-        assert!(msg.contains("not exist") || msg.contains("not found"), "{args:?}: {msg}");
+        assert!(
+            msg.contains("not exist") || msg.contains("not found"),
+            "{args:?}: {msg}"
+        );
     }
     // delete --force of a missing container is not an error (runc semantics).
     let out = rt.output(&["delete", "--force", &id]);
@@ -173,7 +184,10 @@ fn version_flag() {
     assert_success(&out, "--version");
     let s = stdout(&out).to_lowercase();
     assert!(s.contains("version"), "{s}");
-    assert!(s.contains("spec"), "should print the runtime-spec version: {s}");
+    assert!(
+        s.contains("spec"),
+        "should print the runtime-spec version: {s}"
+    );
 }
 
 #[test]
@@ -181,7 +195,13 @@ fn systemd_cgroup_gives_clear_error() {
     let rt = setup();
     let b = Bundle::sh("true");
     let out = rt
-        .cmd(&["--systemd-cgroup", "run", "--bundle", path_str(b.path()), &unique_id("sysd")])
+        .cmd(&[
+            "--systemd-cgroup",
+            "run",
+            "--bundle",
+            path_str(b.path()),
+            &unique_id("sysd"),
+        ])
         .output()
         .unwrap();
     let msg = assert_failure(&out, "--systemd-cgroup");
@@ -206,8 +226,14 @@ fn strs(v: &Value) -> Vec<&str> {
 fn features_json() {
     let rt = setup();
     let f = features(&rt);
-    assert!(f["ociVersionMin"].as_str().unwrap().starts_with("1.0"), "{f}");
-    assert!(f["ociVersionMax"].as_str().unwrap().starts_with("1."), "{f}");
+    assert!(
+        f["ociVersionMin"].as_str().unwrap().starts_with("1.0"),
+        "{f}"
+    );
+    assert!(
+        f["ociVersionMax"].as_str().unwrap().starts_with("1."),
+        "{f}"
+    );
     let hooks = strs(&f["hooks"]);
     for h in [
         "prestart",
@@ -220,7 +246,9 @@ fn features_json() {
         assert!(hooks.contains(&h), "{h}");
     }
     let mo = strs(&f["mountOptions"]);
-    for o in ["bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "rprivate", "rshared", "rslave"] {
+    for o in [
+        "bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "rprivate", "rshared", "rslave",
+    ] {
         assert!(mo.contains(&o), "mount option {o}");
     }
     let ns = strs(&f["linux"]["namespaces"]);
@@ -228,12 +256,22 @@ fn features_json() {
         assert!(ns.contains(&n), "namespace {n}");
     }
     let caps = strs(&f["linux"]["capabilities"]);
-    for c in ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"] {
+    for c in [
+        "CAP_CHOWN",
+        "CAP_SYS_ADMIN",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
+    ] {
         assert!(caps.contains(&c), "{c}");
     }
     let sc = &f["linux"]["seccomp"];
     assert_eq!(sc["enabled"], true);
-    for a in ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS"] {
+    for a in [
+        "SCMP_ACT_ALLOW",
+        "SCMP_ACT_ERRNO",
+        "SCMP_ACT_KILL",
+        "SCMP_ACT_KILL_PROCESS",
+    ] {
         assert!(strs(&sc["actions"]).contains(&a), "{a}");
     }
     for o in ["SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_MASKED_EQ"] {
@@ -248,7 +286,10 @@ fn features_json() {
 fn features_details_berth_only() {
     let rt = setup();
     let f = features(&rt);
-    assert!(f["ociVersionMax"].as_str().unwrap().starts_with("1.2"), "{f}");
+    assert!(
+        f["ociVersionMax"].as_str().unwrap().starts_with("1.2"),
+        "{f}"
+    );
     let ns = strs(&f["linux"]["namespaces"]);
     assert!(ns.contains(&"time"), "time namespace supported: {ns:?}");
     // No systemd cgroup driver: --systemd-cgroup is an error, so features must say so.

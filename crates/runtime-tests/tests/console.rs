@@ -28,7 +28,10 @@ fn tty_bundle(script: &str, size: Option<(u32, u32)>) -> Bundle {
 #[test]
 fn console_socket_create_start() {
     let rt = setup();
-    let b = tty_bundle("tty; stty size; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-tty", Some((33, 111)));
+    let b = tty_bundle(
+        "tty; stty size; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-tty",
+        Some((33, 111)),
+    );
     let sock = ConsoleSocket::new();
     let rx = sock.accept_master();
     let id = unique_id("console");

@@ -52,7 +52,11 @@ fn exec_joins_namespaces_and_cgroup() {
     let s = stdout(&out);
     let mut l = s.lines();
     for n in ["mnt", "net", "pid", "ipc", "uts"] {
-        assert_eq!(l.next().unwrap(), ns_link(format!("/proc/{pid}/ns/{n}")), "{n}");
+        assert_eq!(
+            l.next().unwrap(),
+            ns_link(format!("/proc/{pid}/ns/{n}")),
+            "{n}"
+        );
     }
     let want = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert_eq!(l.collect::<Vec<_>>().join("\n") + "\n", want);
@@ -103,7 +107,11 @@ fn exec_cap_adds_capability() {
     let eff = u64::from_str_radix(&status_field(&stdout(&out), "CapEff").unwrap(), 16).unwrap();
     let sys_admin = 1u64 << cap_number("CAP_SYS_ADMIN").unwrap();
     assert_eq!(eff & sys_admin, 0);
-    let out = rt.exec_with(&["--cap", "CAP_SYS_ADMIN"], &id, &["cat", "/proc/self/status"]);
+    let out = rt.exec_with(
+        &["--cap", "CAP_SYS_ADMIN"],
+        &id,
+        &["cat", "/proc/self/status"],
+    );
     assert_success(&out, "exec --cap");
     let s = stdout(&out);
     for k in ["CapEff", "CapPrm", "CapBnd"] {
@@ -145,14 +153,33 @@ fn exec_detach_pid_file() {
     let rt = setup();
     let (b, id, _) = running(&rt, "execdet");
     let pidfile = b.path().join("exec.pid");
-    let out = rt.detached(&["exec", "--detach", "--pid-file", path_str(&pidfile), &id, "sleep", "777"]);
+    let out = rt.detached(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        path_str(&pidfile),
+        &id,
+        "sleep",
+        "777",
+    ]);
     assert_success(&out, "exec --detach --pid-file");
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(pid_alive(pid));
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
-    assert_eq!(cmdline, "sleep\0777\0");
-    let ps: serde_json::Value = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
-    assert!(ps.as_array().unwrap().iter().any(|p| p.as_i64() == Some(pid as i64)), "{ps}");
+    assert_eq!(cmdline, "sleep\x00777\x00");
+    let ps: serde_json::Value =
+        serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_i64() == Some(pid as i64)),
+        "{ps}"
+    );
 }
 
 #[test]
@@ -188,7 +215,10 @@ fn exec_into_stopped_or_missing_container_fails() {
     assert_eq!(rt.wait_status(&id, "stopped", T), "stopped");
     let out = rt.exec(&id, &["true"]);
     let msg = assert_failure(&out, "exec into stopped");
-    assert!(msg.contains("stopped") || msg.contains("not running"), "{msg}");
+    assert!(
+        msg.contains("stopped") || msg.contains("not running"),
+        "{msg}"
+    );
     let out = rt.exec(&unique_id("nosuch"), &["true"]);
     assert_failure(&out, "exec into missing container");
 }

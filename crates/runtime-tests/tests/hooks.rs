@@ -80,14 +80,26 @@ fn all_six_hook_phases_with_state() {
     rt.create(&b, &id);
     let after_create = ran(dir);
     for p in ["prestart", "createRuntime", "createContainer"] {
-        assert!(after_create.iter().any(|x| x == p), "{p} not run by create: {after_create:?}");
+        assert!(
+            after_create.iter().any(|x| x == p),
+            "{p} not run by create: {after_create:?}"
+        );
     }
-    assert!(!after_create.iter().any(|x| x == "startContainer"), "{after_create:?}");
+    assert!(
+        !after_create.iter().any(|x| x == "startContainer"),
+        "{after_create:?}"
+    );
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
 
     rt.ok(&["start", &id]);
-    assert!(wait_for_path(&dir.join("poststart.json"), Duration::from_secs(5)));
-    assert!(wait_for_path(&dir.join("startContainer.json"), Duration::from_secs(5)));
+    assert!(wait_for_path(
+        &dir.join("poststart.json"),
+        Duration::from_secs(5)
+    ));
+    assert!(wait_for_path(
+        &dir.join("startContainer.json"),
+        Duration::from_secs(5)
+    ));
     assert!(!dir.join("poststop.json").exists());
 
     rt.ok(&["kill", &id, "KILL"]);
@@ -100,7 +112,9 @@ fn all_six_hook_phases_with_state() {
         let st = read_state(dir, phase);
         assert_eq!(st["id"], id.as_str(), "{phase}: {st}");
         assert!(st["ociVersion"].is_string(), "{phase}: {st}");
-        let bundle = Path::new(st["bundle"].as_str().unwrap()).canonicalize().unwrap();
+        let bundle = Path::new(st["bundle"].as_str().unwrap())
+            .canonicalize()
+            .unwrap();
         assert_eq!(bundle, bundle_path, "{phase}");
         match phase {
             "poststop" => {}
@@ -120,7 +134,11 @@ fn all_six_hook_phases_with_state() {
         };
         assert!(allowed.contains(&status), "{phase}: status {status:?}");
         let env = std::fs::read_to_string(dir.join(format!("{phase}.env"))).unwrap();
-        assert_eq!(env, format!("var-{phase} first-arg second-arg\n"), "{phase}");
+        assert_eq!(
+            env,
+            format!("var-{phase} first-arg second-arg\n"),
+            "{phase}"
+        );
     }
 }
 
@@ -160,7 +178,10 @@ fn hook_order_follows_spec_berth_only() {
     assert_eq!(first, ["createContainer", "createRuntime", "prestart"]);
     assert_eq!(ran(dir).last().map(String::as_str), Some("createContainer"));
     rt.ok(&["start", &id]);
-    assert!(wait_for_path(&dir.join("poststart.json"), Duration::from_secs(5)));
+    assert!(wait_for_path(
+        &dir.join("poststart.json"),
+        Duration::from_secs(5)
+    ));
     assert_eq!(ran(dir)[3..], ["startContainer", "poststart"]);
     let st = read_state(dir, "poststart");
     assert_eq!(st["status"], "running", "{st}");
@@ -198,7 +219,10 @@ fn start_container_hook_runs_inside_container() {
     );
     let root = std::fs::read_to_string(dir.join("sc-root")).unwrap();
     assert!(root.lines().any(|l| l == "bin"), "{root}");
-    assert!(!root.lines().any(|l| l == "boot" || l == "lib64"), "saw host root: {root}");
+    assert!(
+        !root.lines().any(|l| l == "boot" || l == "lib64"),
+        "saw host root: {root}"
+    );
 }
 
 #[test]
@@ -222,10 +246,20 @@ fn hook_timeout_fails_create_and_cleans_up() {
     let out = rt.try_create(&b, &id);
     let took = start.elapsed();
     let msg = assert_failure(&out, "create with timing-out hook");
-    assert!(took < Duration::from_secs(10), "hook timeout not enforced: {took:?}");
-    assert!(msg.contains("timeout") || msg.contains("timed out"), "{msg}");
+    assert!(
+        took < Duration::from_secs(10),
+        "hook timeout not enforced: {took:?}"
+    );
+    assert!(
+        msg.contains("timeout") || msg.contains("timed out"),
+        "{msg}"
+    );
     assert!(rt.container_ids().is_empty(), "{:?}", rt.container_ids());
-    assert!(cgroup_dirs_for(&rel).is_empty(), "{:?}", cgroup_dirs_for(&rel));
+    assert!(
+        cgroup_dirs_for(&rel).is_empty(),
+        "{:?}",
+        cgroup_dirs_for(&rel)
+    );
     // The timed-out hook process itself was killed.
     let hook_pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()
@@ -265,7 +299,11 @@ fn failing_create_runtime_hook_aborts_create() {
     let msg = assert_failure(&out, "create with failing hook");
     assert!(msg.contains("hook"), "{msg}");
     assert!(rt.container_ids().is_empty(), "{:?}", rt.container_ids());
-    assert!(cgroup_dirs_for(&rel).is_empty(), "{:?}", cgroup_dirs_for(&rel));
+    assert!(
+        cgroup_dirs_for(&rel).is_empty(),
+        "{:?}",
+        cgroup_dirs_for(&rel)
+    );
     assert!(!markers.path().join("should-not-run").exists());
     assert_failure(&rt.output(&["state", &id]), "state after failed create");
 }

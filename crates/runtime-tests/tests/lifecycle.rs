@@ -30,7 +30,9 @@ fn create_start_kill_delete() {
         std::path::Path::new(bundle).canonicalize().unwrap(),
         b.path().canonicalize().unwrap()
     );
-    assert!(st["ociVersion"].as_str().is_some_and(|v| v.starts_with('1')));
+    assert!(st["ociVersion"]
+        .as_str()
+        .is_some_and(|v| v.starts_with('1')));
 
     // The created container has not run its process yet: its init is still the runtime's.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
@@ -38,7 +40,11 @@ fn create_start_kill_delete() {
 
     assert_success(&rt.detached(&["start", &id]), "start");
     assert_eq!(rt.wait_status(&id, "running", T), "running");
-    assert_eq!(rt.state(&id)["pid"].as_i64().unwrap(), pid, "pid stable across start");
+    assert_eq!(
+        rt.state(&id)["pid"].as_i64().unwrap(),
+        pid,
+        "pid stable across start"
+    );
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(String::from_utf8_lossy(&cmdline).contains("sleep"));
 
@@ -180,9 +186,13 @@ fn list_plain_and_json() {
 #[test]
 fn list_empty_root() {
     let rt = setup();
-    let js: Value = serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap_or(json!(null));
+    let js: Value =
+        serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap_or(json!(null));
     // runc prints `null` for an empty list; an empty array is equally acceptable.
-    assert!(js.is_null() || js.as_array().is_some_and(|a| a.is_empty()), "{js}");
+    assert!(
+        js.is_null() || js.as_array().is_some_and(|a| a.is_empty()),
+        "{js}"
+    );
 }
 
 #[test]
@@ -286,7 +296,10 @@ fn delete_running_requires_force() {
     let pid = rt.start_detached(&b, &id);
     let out = rt.output(&["delete", &id]);
     let msg = assert_failure(&out, "delete running");
-    assert!(msg.contains("running"), "error should name the state: {msg}");
+    assert!(
+        msg.contains("running"),
+        "error should name the state: {msg}"
+    );
     assert_eq!(rt.status(&id), "running");
     assert!(pid_alive(pid));
     rt.ok(&["delete", "--force", &id]);
@@ -321,7 +334,10 @@ fn start_twice_fails() {
 fn freezer_state(rt: &Runtime, id: &str, pid: i32) -> String {
     let _ = rt;
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    if let Some(rel) = cg.lines().find_map(|l| l.split_once(":freezer:").map(|x| x.1.to_string())) {
+    if let Some(rel) = cg
+        .lines()
+        .find_map(|l| l.split_once(":freezer:").map(|x| x.1.to_string()))
+    {
         return std::fs::read_to_string(format!("/sys/fs/cgroup/freezer{rel}/freezer.state"))
             .unwrap()
             .trim()
@@ -372,9 +388,16 @@ fn update_memory_and_pids() {
     rt.ok(&["update", "--memory", "64M", "--pids-limit", "77", &id]);
     let mem = proc_cgroup_dir(pid, "memory").unwrap();
     let v1 = mem.join("memory.limit_in_bytes").exists();
-    let mfile = if v1 { "memory.limit_in_bytes" } else { "memory.max" };
+    let mfile = if v1 {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
     assert_eq!(read_trim(&mem.join(mfile)), (64u64 << 20).to_string());
-    assert_eq!(read_trim(&proc_cgroup_dir(pid, "pids").unwrap().join("pids.max")), "77");
+    assert_eq!(
+        read_trim(&proc_cgroup_dir(pid, "pids").unwrap().join("pids.max")),
+        "77"
+    );
 
     // --resources - reads a LinuxResources JSON from stdin.
     let mut child = rt
@@ -394,7 +417,10 @@ fn update_memory_and_pids() {
     let out = child.wait_with_output().unwrap();
     assert_success(&out, "update --resources -");
     assert_eq!(read_trim(&mem.join(mfile)), "100663296");
-    assert_eq!(read_trim(&proc_cgroup_dir(pid, "pids").unwrap().join("pids.max")), "55");
+    assert_eq!(
+        read_trim(&proc_cgroup_dir(pid, "pids").unwrap().join("pids.max")),
+        "55"
+    );
 }
 
 #[test]
@@ -424,7 +450,14 @@ fn preserve_fds() {
         data.rewind().unwrap();
     }
     let raw = data.as_raw_fd();
-    let mut cmd = rt.cmd(&["run", "--preserve-fds", "1", "--bundle", path_str(b.path()), &id]);
+    let mut cmd = rt.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        path_str(b.path()),
+        &id,
+    ]);
     // SAFETY: pre_exec runs in the forked child before exec; dup2 is async-signal-safe.
     unsafe {
         use std::os::unix::process::CommandExt;
@@ -498,7 +531,10 @@ fn spec_rootless_writes_runnable_config() {
         .map(|n| n["type"].as_str().unwrap())
         .collect();
     assert!(ns.contains(&"user"), "{ns:?}");
-    assert!(!ns.contains(&"network"), "rootless spec keeps the host network: {ns:?}");
+    assert!(
+        !ns.contains(&"network"),
+        "rootless spec keeps the host network: {ns:?}"
+    );
     let uid_map = &cfg["linux"]["uidMappings"][0];
     assert_eq!(uid_map["containerID"], 0);
     assert_eq!(uid_map["hostID"], 0, "running as root: host id is our uid");

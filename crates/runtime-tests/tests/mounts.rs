@@ -18,7 +18,9 @@ fn add_mount(b: &mut Bundle, m: Value) {
 
 /// Runs `script` and returns (stdout, the container's mountinfo printed after a marker).
 fn run_with_mountinfo(rt: &Runtime, b: &mut Bundle, script: &str) -> (String, String) {
-    b.set_sh(&format!("{script}; echo ==MOUNTINFO==; cat /proc/self/mountinfo"));
+    b.set_sh(&format!(
+        "{script}; echo ==MOUNTINFO==; cat /proc/self/mountinfo"
+    ));
     b.write_config();
     let out = rt.run_ok(b, &unique_id("mnt"));
     let (a, m) = out.split_once("==MOUNTINFO==\n").unwrap();
@@ -128,8 +130,14 @@ fn bind_ro_and_rbind() {
     assert!(m.opts.contains(&"ro".to_string()), "{m:?}");
     let r = mount_at(&mi, "/mnt/rbind").unwrap();
     assert!(r.opts.contains(&"rw".to_string()), "{r:?}");
-    assert!(mount_at(&mi, "/mnt/rbind/sub").is_some(), "rbind lost submount:\n{mi}");
-    assert!(mount_at(&mi, "/mnt/bind/sub").is_none(), "bind copied submount:\n{mi}");
+    assert!(
+        mount_at(&mi, "/mnt/rbind/sub").is_some(),
+        "rbind lost submount:\n{mi}"
+    );
+    assert!(
+        mount_at(&mi, "/mnt/bind/sub").is_none(),
+        "bind copied submount:\n{mi}"
+    );
     assert_eq!(
         std::fs::read_to_string(tree.path().join("written")).unwrap(),
         "w\n"
@@ -193,7 +201,10 @@ fn default_mounts_types_and_options() {
     assert_eq!(dev.fstype, "tmpfs");
     assert!(has(&dev, "nosuid"), "{dev:?}");
     assert!(dev.super_opts.contains(&"mode=755".to_string()), "{dev:?}");
-    assert!(dev.super_opts.contains(&"size=65536k".to_string()), "{dev:?}");
+    assert!(
+        dev.super_opts.contains(&"size=65536k".to_string()),
+        "{dev:?}"
+    );
     let pts = mount_at(&mi, "/dev/pts").unwrap();
     assert_eq!(pts.fstype, "devpts");
     assert!(has(&pts, "nosuid") && has(&pts, "noexec"), "{pts:?}");
@@ -226,7 +237,8 @@ fn default_mounts_types_and_options() {
             assert!(
                 parse_mountinfo(&mi)
                     .iter()
-                    .any(|m| m.target.starts_with("/sys/fs/cgroup/") && m.super_opts.iter().any(|o| o == c)),
+                    .any(|m| m.target.starts_with("/sys/fs/cgroup/")
+                        && m.super_opts.iter().any(|o| o == c)),
                 "no {c} controller mount:\n{mi}"
             );
         }
@@ -256,12 +268,21 @@ fn cgroup_mount_shows_own_cgroup() {
 fn proc_sysfs_mqueue_devpts_extra_mounts() {
     let rt = setup();
     let mut b = Bundle::busybox();
-    add_mount(&mut b, json!({"destination": "/proc2", "type": "proc", "source": "proc",
-        "options": ["nosuid", "noexec", "nodev"]}));
-    add_mount(&mut b, json!({"destination": "/sys2", "type": "sysfs", "source": "sysfs",
-        "options": ["ro", "nosuid", "noexec", "nodev"]}));
-    add_mount(&mut b, json!({"destination": "/mq2", "type": "mqueue", "source": "mqueue",
-        "options": ["ro"]}));
+    add_mount(
+        &mut b,
+        json!({"destination": "/proc2", "type": "proc", "source": "proc",
+        "options": ["nosuid", "noexec", "nodev"]}),
+    );
+    add_mount(
+        &mut b,
+        json!({"destination": "/sys2", "type": "sysfs", "source": "sysfs",
+        "options": ["ro", "nosuid", "noexec", "nodev"]}),
+    );
+    add_mount(
+        &mut b,
+        json!({"destination": "/mq2", "type": "mqueue", "source": "mqueue",
+        "options": ["ro"]}),
+    );
     let (out, mi) = run_with_mountinfo(&rt, &mut b, "cat /proc2/1/comm; ls /sys2/class/net");
     assert_eq!(out, "sh\nlo\n");
     let p = mount_at(&mi, "/proc2").unwrap();
@@ -281,10 +302,16 @@ fn bind_propagation_options() {
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
     let mut b = Bundle::busybox();
-    add_mount(&mut b, json!({"destination": "/shared", "type": "bind", "source": d1.path(),
-        "options": ["rbind", "rshared"]}));
-    add_mount(&mut b, json!({"destination": "/private", "type": "bind", "source": d2.path(),
-        "options": ["rbind", "rprivate"]}));
+    add_mount(
+        &mut b,
+        json!({"destination": "/shared", "type": "bind", "source": d1.path(),
+        "options": ["rbind", "rshared"]}),
+    );
+    add_mount(
+        &mut b,
+        json!({"destination": "/private", "type": "bind", "source": d2.path(),
+        "options": ["rbind", "rprivate"]}),
+    );
     let (_out, mi) = run_with_mountinfo(&rt, &mut b, "true");
     let s = mount_at(&mi, "/shared").unwrap();
     assert!(
@@ -292,10 +319,7 @@ fn bind_propagation_options() {
         "rshared not applied: {s:?}"
     );
     let p = mount_at(&mi, "/private").unwrap();
-    assert!(
-        no_propagation_tag(&p),
-        "rprivate not applied: {p:?}"
-    );
+    assert!(no_propagation_tag(&p), "rprivate not applied: {p:?}");
 }
 
 fn no_propagation_tag(m: &MountInfo) -> bool {
@@ -338,7 +362,11 @@ fn masked_paths() {
     b.config["linux"]["maskedPaths"]
         .as_array_mut()
         .unwrap()
-        .extend([json!("/etc/secret"), json!("/secretdir"), json!("/does/not/exist")]);
+        .extend([
+            json!("/etc/secret"),
+            json!("/secretdir"),
+            json!("/does/not/exist"),
+        ]);
     let (out, mi) = run_with_mountinfo(
         &rt,
         &mut b,
@@ -380,7 +408,14 @@ fn readonly_paths() {
     );
     assert_eq!(out, "sys-ro\ndata-ro\nother-rw\n");
     // Default readonlyPaths that exist on this host, plus /data.
-    for p in ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs", "/data"] {
+    for p in [
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+        "/proc/irq",
+        "/proc/bus",
+        "/proc/fs",
+        "/data",
+    ] {
         if p != "/data" && !Path::new(p).exists() {
             continue;
         }
@@ -418,9 +453,16 @@ fn default_devices() {
         assert_eq!(l[5], min.to_string(), "{name}: {l:?}");
     }
     let ptmx = dev_line(&out, "ptmx");
-    assert!(ptmx[0].starts_with('l') && ptmx.last() == Some(&"pts/ptmx"), "{ptmx:?}");
-    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    assert!(
+        ptmx[0].starts_with('l') && ptmx.last() == Some(&"pts/ptmx"),
+        "{ptmx:?}"
+    );
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
         let l = dev_line(&out, link);
         assert_eq!(l.last(), Some(&target), "{link}: {l:?}");
     }
@@ -428,7 +470,11 @@ fn default_devices() {
         assert!(dev_line(&out, d)[0].starts_with('d'));
     }
     // No host devices leak in.
-    assert!(!out.lines().any(|l| l.ends_with(" vda") || l.ends_with(" kmsg")), "{out}");
+    assert!(
+        !out.lines()
+            .any(|l| l.ends_with(" vda") || l.ends_with(" kmsg")),
+        "{out}"
+    );
     assert!(out.ends_with("null-ok\n4\n4\n"), "{out}");
 }
 
@@ -453,7 +499,11 @@ fn linux_devices_created_with_mode_and_owner() {
     b.write_config();
     let out = rt.run_ok(&b, &unique_id("ldev"));
     let l: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(&l[..6], ["crw-r-----", "1", "1000", "100", "1,", "3"], "{out}");
+    assert_eq!(
+        &l[..6],
+        ["crw-r-----", "1", "1000", "100", "1,", "3"],
+        "{out}"
+    );
     let l: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&l[..6], ["crw-rw-rw-", "1", "0", "0", "1,", "5"], "{out}");
     assert!(out.ends_with("w-denied\nw-ok\n3\n"), "{out}");
@@ -465,12 +515,19 @@ fn mount_destination_must_be_absolute_or_relative_is_in_rootfs() {
     // "/" in the container. Either way it must land inside the rootfs.
     let rt = setup();
     let mut b = Bundle::busybox();
-    add_mount(&mut b, json!({"destination": "reltmp", "type": "tmpfs", "source": "tmpfs"}));
+    add_mount(
+        &mut b,
+        json!({"destination": "reltmp", "type": "tmpfs", "source": "tmpfs"}),
+    );
     b.set_sh("cat /proc/self/mountinfo");
     b.write_config();
     let out = rt.run(&b, &unique_id("relmnt"));
     if out.status.success() {
-        assert!(mount_at(&stdout(&out), "/reltmp").is_some(), "{}", stdout(&out));
+        assert!(
+            mount_at(&stdout(&out), "/reltmp").is_some(),
+            "{}",
+            stdout(&out)
+        );
     }
     assert!(!PathBuf::from("reltmp").exists());
 }

@@ -74,10 +74,17 @@ fn pid_namespace_init_is_pid_1() {
     let rt = setup();
     let b = Bundle::sh("echo $$; exec ps -o pid,comm");
     let out = rt.run_ok(&b, &unique_id("pid1"));
-    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(lines[0], ["1"], "{out}");
     // Only the container's init (the shell, now exec'd into ps) is visible.
-    assert_eq!(lines[1..], [vec!["PID", "COMMAND"], vec!["1", "ps"]], "{out}");
+    assert_eq!(
+        lines[1..],
+        [vec!["PID", "COMMAND"], vec!["1", "ps"]],
+        "{out}"
+    );
 }
 
 #[test]
@@ -174,7 +181,8 @@ fn sysctl_for_host_namespace_rejected() {
     let mut b = Bundle::busybox();
     b.set_sh("true");
     // No network namespace: a net.* sysctl would change the host's.
-    b.config["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]);
+    b.config["linux"]["namespaces"] =
+        json!([{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]);
     b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     b.write_config();
     let host_fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
@@ -196,7 +204,10 @@ fn user_namespace_mappings() {
     user_ns_config(&mut b);
     b.write_config();
     let out = rt.run_ok(&b, &unique_id("userns"));
-    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(lines[0], ["0"], "{out}");
     assert_eq!(lines[1], ["0"], "{out}");
     assert_eq!(lines[2], ["0", "100000", "65536"], "{out}");
@@ -242,7 +253,10 @@ fn cgroup_namespace_hides_host_paths() {
     let out = rt.run_ok(&b, &unique_id("cgns"));
     assert!(!out.is_empty());
     for l in out.lines() {
-        assert!(l.ends_with(":/"), "cgroup path not namespaced: {l:?} in\n{out}");
+        assert!(
+            l.ends_with(":/"),
+            "cgroup path not namespaced: {l:?} in\n{out}"
+        );
     }
 }
 
@@ -265,8 +279,8 @@ fn unshared_sleeper(flags: &[&str], setup_sh: &str) -> (ChildGuard, i32) {
         if is_sleep(pid) {
             return (child, pid);
         }
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         if let Some(c) = children
             .split_whitespace()
             .filter_map(|s| s.parse().ok())
@@ -274,7 +288,10 @@ fn unshared_sleeper(flags: &[&str], setup_sh: &str) -> (ChildGuard, i32) {
         {
             return (child, c);
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "unshare helper never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "unshare helper never started"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }

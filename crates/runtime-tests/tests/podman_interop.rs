@@ -53,7 +53,12 @@ impl PodmanEnv {
             .arg("--runtime")
             .arg(runtime)
             .args(["run", "--rm", "--network", "none", "--hostname", "fixed"])
-            .args(["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"])
+            .args([
+                "--ulimit",
+                "nofile=20000:20000",
+                "--ulimit",
+                "nproc=32768:32768",
+            ])
             .arg("--cgroup-parent")
             .arg(format!("/{}", self.cgroup_parent))
             .arg("--rootfs")
@@ -105,7 +110,10 @@ fn podman_output_matches_runc() {
     assert!(s.contains("\nfixed\n"), "{s}");
     assert!(s.contains("lo\n"), "{s}");
     // podman's own default caps (not the OCI spec defaults) made it through.
-    assert_eq!(status_field(&s, "CapEff").unwrap(), status_field(&s, "CapBnd").unwrap());
+    assert_eq!(
+        status_field(&s, "CapEff").unwrap(),
+        status_field(&s, "CapBnd").unwrap()
+    );
     let podman_root = env.p("root");
     drop(env);
     assert!(!podman_root.exists(), "podman state dir left behind");

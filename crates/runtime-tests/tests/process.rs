@@ -17,7 +17,13 @@ fn status_of(out: &str, key: &str) -> String {
 fn args_env_cwd() {
     let rt = setup();
     let mut b = Bundle::busybox();
-    b.set_args(&["sh", "-c", "pwd; echo \"$FOO|$BAR|$0|$1\"; env | sort", "arg0", "arg1"]);
+    b.set_args(&[
+        "sh",
+        "-c",
+        "pwd; echo \"$FOO|$BAR|$0|$1\"; env | sort",
+        "arg0",
+        "arg1",
+    ]);
     b.config["process"]["env"] = json!(["PATH=/bin:/usr/bin", "FOO=foo value", "BAR="]);
     b.config["process"]["cwd"] = json!("/tmp");
     b.write_config();
@@ -25,9 +31,15 @@ fn args_env_cwd() {
     let mut l = out.lines();
     assert_eq!(l.next(), Some("/tmp"));
     assert_eq!(l.next(), Some("foo value||arg0|arg1"));
-    let env: Vec<&str> = l.filter(|e| !e.starts_with("PWD=") && !e.starts_with("SHLVL=")).collect();
+    let env: Vec<&str> = l
+        .filter(|e| !e.starts_with("PWD=") && !e.starts_with("SHLVL="))
+        .collect();
     // Exactly the configured env (+HOME, which runtimes set from the user's passwd entry).
-    assert_eq!(env, ["BAR=", "FOO=foo value", "HOME=/root", "PATH=/bin:/usr/bin"], "{out}");
+    assert_eq!(
+        env,
+        ["BAR=", "FOO=foo value", "HOME=/root", "PATH=/bin:/usr/bin"],
+        "{out}"
+    );
 }
 
 #[test]
@@ -71,7 +83,10 @@ fn user_uid_gid_additional_gids() {
     let rest = l.collect::<Vec<_>>().join("\n");
     assert_eq!(status_of(&rest, "Uid"), "1000\t1000\t1000\t1000");
     assert_eq!(status_of(&rest, "Gid"), "1000\t1000\t1000\t1000");
-    let mut groups: Vec<&str> = status_of(&rest, "Groups").leak().split_whitespace().collect();
+    let mut groups: Vec<&str> = status_of(&rest, "Groups")
+        .leak()
+        .split_whitespace()
+        .collect();
     groups.sort();
     assert_eq!(groups, ["100", "5"]);
     assert!(rest.ends_with("/home/user"), "HOME from passwd: {out}");
@@ -148,7 +163,12 @@ fn all_five_capability_sets_as_user() {
     let out = rt.run_ok(&b, &unique_id("capsu"));
     assert_eq!(
         status_of(&out, "CapBnd"),
-        cap_mask(&["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"])
+        cap_mask(&[
+            "CAP_CHOWN",
+            "CAP_KILL",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_NET_RAW"
+        ])
     );
     assert_eq!(
         status_of(&out, "CapInh"),
@@ -202,8 +222,10 @@ fn limits_line(limits: &str, name: &str) -> Vec<String> {
 #[test]
 fn rlimits_at_or_below_host_hard_limit() {
     let rt = setup();
-    let (_, nofile_hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
-    let (_, nproc_hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC).unwrap();
+    let (_, nofile_hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let (_, nproc_hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC).unwrap();
     let nofile_hard = nofile_hard.min(20000);
     let nproc_hard = nproc_hard.min(4096);
     let mut b = Bundle::busybox();
@@ -222,7 +244,11 @@ fn rlimits_at_or_below_host_hard_limit() {
     );
     assert_eq!(
         limits_line(&out, "Max processes"),
-        ["100".to_string(), nproc_hard.to_string(), "processes".into()]
+        [
+            "100".to_string(),
+            nproc_hard.to_string(),
+            "processes".into()
+        ]
     );
     assert_eq!(limits_line(&out, "Max core file size"), ["0", "0", "bytes"]);
     assert_eq!(
@@ -235,7 +261,8 @@ fn rlimits_at_or_below_host_hard_limit() {
 /// Config with RLIMIT_NOFILE hard above the host's hard limit (raising it needs
 /// CAP_SYS_RESOURCE, which this host lacks).
 fn rlimit_above_hard_bundle() -> Option<Bundle> {
-    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
     let has_sys_resource = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| status_field(&s, "CapEff"))

@@ -84,12 +84,11 @@ fn seccomp_arg_condition() {
         json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
                 "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]}]),
     );
-    b.set_sh("kill -0 $$ 2>/dev/null && echo zero-ok || echo zero-denied; kill -CONT $$ && echo cont-ok");
-    b.write_config();
-    assert_eq!(
-        rt.run_ok(&b, &unique_id("scarg")),
-        "zero-denied\ncont-ok\n"
+    b.set_sh(
+        "kill -0 $$ 2>/dev/null && echo zero-ok || echo zero-denied; kill -CONT $$ && echo cont-ok",
     );
+    b.write_config();
+    assert_eq!(rt.run_ok(&b, &unique_id("scarg")), "zero-denied\ncont-ok\n");
 }
 
 #[test]
@@ -98,22 +97,110 @@ fn seccomp_default_errno_with_allow_list() {
     let mut b = Bundle::busybox();
     // Deny-by-default with an allow list: uname is not allowed, so `uname` fails with EPERM.
     let allowed = [
-        "read", "write", "open", "openat", "close", "fstat", "newfstatat", "stat", "lstat",
-        "statx", "mmap", "munmap", "mprotect", "brk", "rt_sigaction", "rt_sigprocmask",
-        "rt_sigreturn", "ioctl", "access", "execve", "exit", "exit_group", "arch_prctl",
-        "set_tid_address", "getpid", "getppid", "getuid", "geteuid", "getgid", "getegid",
-        "fcntl", "dup2", "dup3", "wait4", "clone", "clone3", "fork", "vfork", "getcwd",
-        "set_robust_list", "rseq", "prlimit64", "readlink", "readlinkat", "getrandom",
-        "futex", "sigaltstack", "lseek", "pread64", "getdents64", "faccessat", "faccessat2",
-        "poll", "ppoll", "pselect6", "select", "chdir", "setpgid", "getpgrp", "getpgid",
-        "kill", "tgkill", "pipe", "pipe2", "prctl", "capget", "capset", "setgroups",
-        "setuid", "setgid", "setresuid", "setresgid", "fchown", "fchdir", "umask",
+        "read",
+        "write",
+        "open",
+        "openat",
+        "close",
+        "fstat",
+        "newfstatat",
+        "stat",
+        "lstat",
+        "statx",
+        "mmap",
+        "munmap",
+        "mprotect",
+        "brk",
+        "rt_sigaction",
+        "rt_sigprocmask",
+        "rt_sigreturn",
+        "ioctl",
+        "access",
+        "execve",
+        "exit",
+        "exit_group",
+        "arch_prctl",
+        "set_tid_address",
+        "getpid",
+        "getppid",
+        "getuid",
+        "geteuid",
+        "getgid",
+        "getegid",
+        "fcntl",
+        "dup2",
+        "dup3",
+        "wait4",
+        "clone",
+        "clone3",
+        "fork",
+        "vfork",
+        "getcwd",
+        "set_robust_list",
+        "rseq",
+        "prlimit64",
+        "readlink",
+        "readlinkat",
+        "getrandom",
+        "futex",
+        "sigaltstack",
+        "lseek",
+        "pread64",
+        "getdents64",
+        "faccessat",
+        "faccessat2",
+        "poll",
+        "ppoll",
+        "pselect6",
+        "select",
+        "chdir",
+        "setpgid",
+        "getpgrp",
+        "getpgid",
+        "kill",
+        "tgkill",
+        "pipe",
+        "pipe2",
+        "prctl",
+        "capget",
+        "capset",
+        "setgroups",
+        "setuid",
+        "setgid",
+        "setresuid",
+        "setresgid",
+        "fchown",
+        "fchdir",
+        "umask",
         // What runtimes themselves need between loading the filter and execve.
-        "fstatfs", "statfs", "close_range", "nanosleep", "clock_nanosleep", "clock_gettime",
-        "epoll_pwait", "epoll_ctl", "epoll_create1", "gettid", "sched_yield", "madvise",
-        "sched_getaffinity", "getrlimit", "setrlimit", "mremap", "personality", "getdents",
-        "getppid", "openat2", "fchmod", "fchmodat", "waitid", "restart_syscall", "utimensat",
-        "futimesat", "utime", "utimes",
+        "fstatfs",
+        "statfs",
+        "close_range",
+        "nanosleep",
+        "clock_nanosleep",
+        "clock_gettime",
+        "epoll_pwait",
+        "epoll_ctl",
+        "epoll_create1",
+        "gettid",
+        "sched_yield",
+        "madvise",
+        "sched_getaffinity",
+        "getrlimit",
+        "setrlimit",
+        "mremap",
+        "personality",
+        "getdents",
+        "getppid",
+        "openat2",
+        "fchmod",
+        "fchmodat",
+        "waitid",
+        "restart_syscall",
+        "utimensat",
+        "futimesat",
+        "utime",
+        "utimes",
     ];
     b.config["linux"]["seccomp"] = seccomp(
         "SCMP_ACT_ERRNO",
@@ -170,8 +257,10 @@ fn symlink_destination_case(link_target: &dyn Fn(&Path) -> PathBuf, name: &str) 
     std::os::unix::fs::symlink(link_target(canary.path()), b.rootfs().join("mid")).unwrap();
     let mounts = b.config["mounts"].as_array_mut().unwrap();
     mounts.push(json!({"destination": "/evil", "type": "tmpfs", "source": "tmpfs"}));
-    mounts.push(json!({"destination": "/evil2", "type": "bind", "source": vol.path(),
-                       "options": ["rbind", "rw"]}));
+    mounts.push(
+        json!({"destination": "/evil2", "type": "bind", "source": vol.path(),
+                       "options": ["rbind", "rw"]}),
+    );
     mounts.push(json!({"destination": "/mid/sub", "type": "tmpfs", "source": "tmpfs"}));
     b.set_sh(
         "echo pwned > /evil/pwned; echo pwned > /evil2/pwned2; echo pwned > /mid/sub/pwned3; \
@@ -212,9 +301,10 @@ fn mount_destination_symlink_to_root_stays_in_rootfs() {
     let rt = setup();
     let mut b = Bundle::busybox();
     std::os::unix::fs::symlink("/", b.rootfs().join("rootlink")).unwrap();
-    b.config["mounts"].as_array_mut().unwrap().push(
-        json!({"destination": "/rootlink/etc", "type": "tmpfs", "source": "tmpfs"}),
-    );
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/rootlink/etc", "type": "tmpfs", "source": "tmpfs"}));
     b.set_sh("ls /etc | grep -c passwd");
     b.write_config();
     let out = rt.run(&b, &unique_id("symroot"));
@@ -231,24 +321,30 @@ fn mount_destination_symlink_to_root_stays_in_rootfs() {
 
 // ---- CVE-2019-5736 class -------------------------------------------------------------------
 
+/// Runs as the container's init: for every new process in the container (an exec'd runtime
+/// helper, or the runtime binary re-executed via `#!/proc/self/exe`), grab a read fd on its
+/// /proc/<pid>/exe and keep trying to reopen it for writing after the process is gone.
 const OVERWRITE_LOOP: &str = r#"
 touch /ready
+seen=" 1 "
 while true; do
   for d in /proc/[0-9]*; do
     p=${d#/proc/}
-    [ "$p" = 1 ] && continue
-    [ -e /tried_$p ] && continue
-    touch /tried_$p
+    case "$seen" in *" $p "*) continue;; esac
+    seen="$seen$p "
+    read c < $d/comm 2>/dev/null
+    echo "$p $c" >> /seen
     ( exec 3< $d/exe || exit 0
+      echo "$c $(readlink /proc/self/fd/3)" >> /opened
       i=0
       while [ $i -lt 60 ]; do
-        if echo PWNED >> /proc/self/fd/3; then echo "wrote via $p" >> /log; exit 0; fi
-        if echo PWNED > $d/exe; then echo "wrote $d/exe" >> /log; exit 0; fi
+        if echo PWNED >> /proc/self/fd/3; then echo "wrote via $p ($c)" >> /log; exit 0; fi
+        if echo PWNED > $d/exe; then echo "wrote $d/exe ($c)" >> /log; exit 0; fi
         usleep 50000; i=$((i+1))
       done
     ) 2>/dev/null &
   done
-  usleep 5000
+  usleep 1000
 done
 "#;
 
@@ -280,25 +376,38 @@ fn cve_2019_5736_runtime_binary_not_overwritable() {
     .unwrap();
     let id = unique_id("cve5736");
     rt.start_detached(&b, &id);
-    assert!(wait_for_path(&b.rootfs().join("ready"), Duration::from_secs(5)));
-    for i in 0..6 {
+    assert!(wait_for_path(
+        &b.rootfs().join("ready"),
+        Duration::from_secs(5)
+    ));
+    for i in 0..10 {
         // The #!/proc/self/exe script re-executes whatever /proc/self/exe is for the exec'd
         // process inside the container; and plain execs give the loop runtime processes to grab.
         let _ = rt.exec(&id, &["/evil.sh"]);
-        let _ = rt.exec(&id, &["sh", "-c", &format!("usleep {}", 100000 + i * 20000)]);
+        let _ = rt.exec(
+            &id,
+            &["sh", "-c", &format!("usleep {}", 100000 + i * 20000)],
+        );
     }
-    // Give the loop's writers time to retry after every runtime process exited.
+    // Give the loop's writers time to retry after every runtime process exited, then stop the
+    // container (before the bundle is removed, so the loop cannot write into it any more).
     std::thread::sleep(Duration::from_millis(3500));
+    rt.ok(&["delete", "--force", &id]);
     let log = std::fs::read_to_string(b.rootfs().join("log")).unwrap_or_default();
     let after = std::fs::read(&copy).unwrap();
     assert!(log.is_empty(), "container wrote to a runtime binary: {log}");
-    assert!(after == before, "runtime binary modified from inside the container");
-    // The loop really ran against runtime processes (it tried some pid other than 1).
-    let tried = dir_entries(&b.rootfs())
-        .into_iter()
-        .filter(|n| n.starts_with("tried_"))
-        .count();
-    assert!(tried >= 1, "the overwrite loop never saw an exec'd process");
+    assert!(
+        after == before,
+        "runtime binary modified from inside the container"
+    );
+    // The loop really ran against the exec'd processes.
+    let seen = std::fs::read_to_string(b.rootfs().join("seen")).unwrap_or_default();
+    assert!(
+        !seen.is_empty(),
+        "the overwrite loop never saw an exec'd process"
+    );
+    let opened = std::fs::read_to_string(b.rootfs().join("opened")).unwrap_or_default();
+    eprintln!("processes seen:\n{seen}\nexe handles grabbed:\n{opened}");
 }
 
 // ---- CVE-2024-21626 class -------------------------------------------------------------------
@@ -317,15 +426,24 @@ fn cve_2024_21626_no_leaked_fds_in_init_and_exec() {
     let id = unique_id("fdleak");
     let run = rt.run(&Bundle::sh("ls -l /proc/$$/fd"), &unique_id("fdrun"));
     assert_success(&run, "run");
-    assert_eq!(linked_fds(&stdout(&run)), ["0", "1", "2"], "{}", stdout(&run));
+    assert_eq!(
+        linked_fds(&stdout(&run)),
+        ["0", "1", "2"],
+        "{}",
+        stdout(&run)
+    );
     rt.start_detached(&b, &id);
     let out = rt.exec(&id, &["sh", "-c", "ls -l /proc/$$/fd"]);
     assert_success(&out, "exec");
-    assert_eq!(linked_fds(&stdout(&out)), ["0", "1", "2"], "{}", stdout(&out));
+    assert_eq!(
+        linked_fds(&stdout(&out)),
+        ["0", "1", "2"],
+        "{}",
+        stdout(&out)
+    );
 }
 
-const ESCAPE_PROBE: &str =
-    "ls -a ../../../../../../../../ | grep -c '^.in-container-marker$'; pwd";
+const ESCAPE_PROBE: &str = "ls -a ../../../../../../../../ | grep -c '^.in-container-marker$'; pwd";
 
 #[test]
 fn cve_2024_21626_cwd_via_proc_self_fd_stays_in_container() {
@@ -410,8 +528,10 @@ fn symlink_exchange_race(rt: &Runtime) -> RaceResult {
     let stop = Arc::new(AtomicBool::new(false));
     let swapper = {
         let stop = stop.clone();
-        let a = std::ffi::CString::new(rootfs.join("mnt/a").as_os_str().as_encoded_bytes()).unwrap();
-        let bb = std::ffi::CString::new(rootfs.join("mnt/b").as_os_str().as_encoded_bytes()).unwrap();
+        let a =
+            std::ffi::CString::new(rootfs.join("mnt/a").as_os_str().as_encoded_bytes()).unwrap();
+        let bb =
+            std::ffi::CString::new(rootfs.join("mnt/b").as_os_str().as_encoded_bytes()).unwrap();
         std::thread::spawn(move || {
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -467,7 +587,11 @@ fn cve_2021_30465_symlink_exchange_race_on_mount_destination() {
         "{:?}",
         r.volume
     );
-    assert!(r.ok > 0, "no container ever started during the race: {:?}", r.errors);
+    assert!(
+        r.ok > 0,
+        "no container ever started during the race: {:?}",
+        r.errors
+    );
 }
 
 #[test]
@@ -481,5 +605,9 @@ fn cve_2024_45310_symlink_exchange_race_creates_nothing_outside_berth_only() {
         "runtime created {:?} through a swapped symlink",
         r.victim
     );
-    assert!(r.ok > 0, "no container ever started during the race: {:?}", r.errors);
+    assert!(
+        r.ok > 0,
+        "no container ever started during the race: {:?}",
+        r.errors
+    );
 }

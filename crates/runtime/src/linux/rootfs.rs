@@ -226,8 +226,16 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
             .ctx(|| "moving the rootfs onto / (--no-pivot)".into())?;
         nix::unistd::chroot(".").ctx(|| "chroot to the rootfs".into())?;
     } else {
+        let old_root = nix::fcntl::open(
+            "/",
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| "opening the old root".into())?;
         nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
-        // The old root is now stacked on "."; keep its unmount from reaching the host, then drop it.
+        // The old root is now stacked on top of the new one; step into it so that "." means the old
+        // root, keep its unmount from reaching the host, then drop it.
+        nix::unistd::fchdir(&old_root).ctx(|| "fchdir to the old root".into())?;
         mount(
             None::<&str>,
             ".",

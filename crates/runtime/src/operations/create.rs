@@ -165,6 +165,14 @@ impl Runtime {
             let path = dir.join(FIFO);
             nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o622))
                 .ctx(|| format!("mkfifo {}", path.display()))?;
+            // Writable by the init whatever uid it runs as (the umask took bits off mkfifo's mode).
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &path,
+                Mode::from_bits_truncate(0o622),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .ctx(|| format!("chmod {}", path.display()))?;
             Some(
                 nix::fcntl::open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
                     .ctx(|| format!("opening {}", path.display()))?,

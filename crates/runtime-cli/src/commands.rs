@@ -105,7 +105,9 @@ fn protection_needed(cli: &Cli) -> Option<bool> {
         }
         Command::Exec(a) => Some(
             a.cap.iter().any(|c| c.contains("LINUX_IMMUTABLE"))
-                || a.process.as_deref().is_some_and(|p| p == Path::new("-") || mentions(p))
+                || a.process
+                    .as_deref()
+                    .is_some_and(|p| p == Path::new("-") || mentions(p))
                 || mentions(&cli.root.join(&a.id).join("config.json")),
         ),
         _ => None,
@@ -214,7 +216,10 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
                     Some((u, g)) => (u, Some(g)),
                     None => (u.as_str(), None),
                 };
-                user.set_uid(uid.parse().with_context(|| format!("invalid uid in {u:?}"))?);
+                user.set_uid(
+                    uid.parse()
+                        .with_context(|| format!("invalid uid in {u:?}"))?,
+                );
                 if let Some(g) = gid {
                     user.set_gid(g.parse().with_context(|| format!("invalid gid in {u:?}"))?);
                 }
@@ -287,7 +292,11 @@ fn ps(rt: &Runtime, id: &str, format: ListFormat, args: &[String]) -> Result<i32
         .output()
         .context("running ps")?;
     if !out.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
@@ -298,7 +307,10 @@ fn ps(rt: &Runtime, id: &str, format: ListFormat, args: &[String]) -> Result<i32
         .context("ps output has no PID column")?;
     println!("{header}");
     for line in lines {
-        let pid: Option<i32> = line.split_whitespace().nth(col).and_then(|p| p.parse().ok());
+        let pid: Option<i32> = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             println!("{line}");
         }
@@ -314,7 +326,7 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<i32> {
         Some(p) => read_json_arg(p, "resources")?,
         None => LinuxResources::default(),
     };
-    let mut mem = res.memory().clone().unwrap_or_default();
+    let mut mem = res.memory().unwrap_or_default();
     let mut mem_set = res.memory().is_some();
     if let Some(m) = &a.memory {
         mem.set_limit(Some(units::parse_size(m)?));
@@ -331,7 +343,7 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<i32> {
     if mem_set {
         res.set_memory(Some(mem));
     }
-    let mut cpu = res.cpu().clone().unwrap_or_else(LinuxCpu::default);
+    let mut cpu: LinuxCpu = res.cpu().clone().unwrap_or_default();
     let mut cpu_set = res.cpu().is_some();
     if let Some(v) = a.cpu_period {
         cpu.set_period(Some(v));

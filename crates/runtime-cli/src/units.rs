@@ -14,9 +14,7 @@ pub fn parse_size(s: &str) -> Result<i64> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(lower.len());
     let (num, unit) = lower.split_at(split);
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("invalid size {s:?}"))?;
+    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
     let mult: f64 = match unit {
         "" => 1.0,
         "k" => 1024.0,
@@ -46,7 +44,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     if n <= 0.0 {
         bail!("invalid duration {s:?}: must be positive");
     }
-    Ok(std::time::Duration::from_micros((n * mult_ms * 1000.0) as u64))
+    Ok(std::time::Duration::from_micros(
+        (n * mult_ms * 1000.0) as u64,
+    ))
 }
 
 #[cfg(test)]

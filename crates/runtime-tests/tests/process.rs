@@ -83,10 +83,8 @@ fn user_uid_gid_additional_gids() {
     let rest = l.collect::<Vec<_>>().join("\n");
     assert_eq!(status_of(&rest, "Uid"), "1000\t1000\t1000\t1000");
     assert_eq!(status_of(&rest, "Gid"), "1000\t1000\t1000\t1000");
-    let mut groups: Vec<&str> = status_of(&rest, "Groups")
-        .leak()
-        .split_whitespace()
-        .collect();
+    let groups_line = status_of(&rest, "Groups");
+    let mut groups: Vec<&str> = groups_line.split_whitespace().collect();
     groups.sort();
     assert_eq!(groups, ["100", "5"]);
     assert!(rest.ends_with("/home/user"), "HOME from passwd: {out}");

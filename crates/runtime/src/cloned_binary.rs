@@ -131,14 +131,20 @@ fn immutable_copy(exe: &File, dir: &Path) -> std::io::Result<PathBuf> {
 
 /// Keeps the newest few copies (each build of the binary leaves one).
 fn prune(dir: &Path, keep: &str) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("berth-runtime-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("berth-runtime-")
+        })
         .filter(|e| e.file_name() != keep)
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     for (_, p) in entries.into_iter().skip(KEEP_COPIES - 1) {
         if let Ok(f) = File::open(&p) {
             let _ = set_immutable(&f, false);
@@ -157,10 +163,7 @@ pub fn ensure_cloned() -> Result<()> {
 }
 
 fn ensure_cloned_from(exe: File) -> Result<()> {
-    let size = exe
-        .metadata()
-        .ctx(|| "stat /proc/self/exe".into())?
-        .len() as usize;
+    let size = exe.metadata().ctx(|| "stat /proc/self/exe".into())?.len() as usize;
     let memfd = memfd_create(
         "berth-runtime",
         MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
@@ -175,7 +178,7 @@ fn ensure_cloned_from(exe: File) -> Result<()> {
             Some(&mut offset),
             size - copied,
         )
-            .ctx(|| "copying the runtime binary into a memfd".into())?;
+        .ctx(|| "copying the runtime binary into a memfd".into())?;
         if n == 0 {
             break;
         }

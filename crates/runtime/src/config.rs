@@ -130,8 +130,7 @@ fn check(spec: &Spec) -> std::result::Result<(), String> {
     if new_user && !maps {
         return Err("a new user namespace needs uidMappings and gidMappings".into());
     }
-    if (spec.hostname().is_some() || spec.domainname().is_some()) && !has(LinuxNamespaceType::Uts)
-    {
+    if (spec.hostname().is_some() || spec.domainname().is_some()) && !has(LinuxNamespaceType::Uts) {
         return Err("hostname/domainname need a new or joined uts namespace".into());
     }
     if linux.time_offsets().is_some() && !has(LinuxNamespaceType::Time) {
@@ -171,15 +170,24 @@ mod tests {
 
     #[test]
     fn rejects_semantic_errors() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-            ("at least one", Box::new(|v| v["process"]["args"] = serde_json::json!([]))),
-            ("absolute", Box::new(|v| v["process"]["cwd"] = serde_json::json!("rel"))),
-            ("ociVersion", Box::new(|v| v["ociVersion"] = serde_json::json!("0.9"))),
+        type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "at least one",
+                Box::new(|v| v["process"]["args"] = serde_json::json!([])),
+            ),
+            (
+                "absolute",
+                Box::new(|v| v["process"]["cwd"] = serde_json::json!("rel")),
+            ),
+            (
+                "ociVersion",
+                Box::new(|v| v["ociVersion"] = serde_json::json!("0.9")),
+            ),
             (
                 "twice",
                 Box::new(|v| {
-                    v["linux"]["namespaces"] =
-                        serde_json::json!([{"type": "pid"}, {"type": "pid"}])
+                    v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "pid"}])
                 }),
             ),
             (

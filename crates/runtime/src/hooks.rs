@@ -58,7 +58,8 @@ pub fn run(hooks: Option<&Hooks>, phase: Phase, state: &StateView) -> Result<()>
     if list.is_empty() {
         return Ok(());
     }
-    let json = serde_json::to_vec(state).map_err(|e| Error::Invalid(format!("encoding state: {e}")))?;
+    let json =
+        serde_json::to_vec(state).map_err(|e| Error::Invalid(format!("encoding state: {e}")))?;
     for hook in list {
         run_one(hook, phase, &json)?;
     }
@@ -66,8 +67,9 @@ pub fn run(hooks: Option<&Hooks>, phase: Phase, state: &StateView) -> Result<()>
 }
 
 fn output_file() -> Result<std::fs::File> {
-    let fd = nix::sys::memfd::memfd_create("berth-hook-output", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .ctx(|| "memfd_create for hook output".into())?;
+    let fd =
+        nix::sys::memfd::memfd_create("berth-hook-output", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .ctx(|| "memfd_create for hook output".into())?;
     Ok(std::fs::File::from(fd))
 }
 
@@ -92,7 +94,9 @@ fn run_one(hook: &Hook, phase: Phase, state: &[u8]) -> Result<()> {
         let fd = nix::unistd::dup(f.as_fd()).ctx(|| "dup of the hook output".into())?;
         Ok(Stdio::from(fd))
     };
-    cmd.stdin(Stdio::piped()).stdout(dup(&out)?).stderr(dup(&out)?);
+    cmd.stdin(Stdio::piped())
+        .stdout(dup(&out)?)
+        .stderr(dup(&out)?);
     let mut child = cmd.spawn().ctx(what)?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook may exit without reading its stdin: EPIPE is not an error.

@@ -87,15 +87,14 @@ impl ContainerState {
             }
             Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
         };
-        serde_json::from_slice(&raw).map_err(|e| {
-            Error::Invalid(format!("corrupt state file {}: {e}", path.display()))
-        })
+        serde_json::from_slice(&raw)
+            .map_err(|e| Error::Invalid(format!("corrupt state file {}: {e}", path.display())))
     }
 
     /// Writes `<dir>/state.json` atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let data = serde_json::to_vec(self)
-            .map_err(|e| Error::Invalid(format!("encoding state: {e}")))?;
+        let data =
+            serde_json::to_vec(self).map_err(|e| Error::Invalid(format!("encoding state: {e}")))?;
         write_atomic(&dir.join(STATE_FILE), &data)
     }
 
@@ -118,7 +117,11 @@ impl ContainerState {
         StateView {
             oci_version: self.oci_version.clone(),
             id: self.id.clone(),
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             status,
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),
@@ -158,8 +161,7 @@ pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
 
 /// Whether `pid` is still the live process that was recorded with `start`.
 pub fn process_matches(pid: i32, start: u64) -> bool {
-    pid > 0
-        && matches!(proc_stat(pid), Some((s, st)) if s == start && st != 'Z' && st != 'X')
+    pid > 0 && matches!(proc_stat(pid), Some((s, st)) if s == start && st != 'Z' && st != 'X')
 }
 
 /// An exclusive lock on one container's directory, held for the duration of a mutating command.

@@ -65,8 +65,9 @@ pub fn apply_bounding(r: &Resolved) -> Result<()> {
     if let Some(b) = &r.bounding {
         for cap in caps::runtime::thread_all_supported() {
             if !b.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap)
-                    .map_err(|e| Error::Invalid(format!("dropping {cap} from the bounding set: {e}")))?;
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                    Error::Invalid(format!("dropping {cap} from the bounding set: {e}"))
+                })?;
             }
         }
     }

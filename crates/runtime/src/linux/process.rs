@@ -40,10 +40,7 @@ fn cstring(s: &str, what: &str) -> Result<CString> {
 }
 
 impl Prepared {
-    pub fn new(
-        p: &Process,
-        seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
-    ) -> Result<Prepared> {
+    pub fn new(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<Prepared> {
         let args = p
             .args()
             .iter()
@@ -64,7 +61,11 @@ impl Prepared {
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or(DEFAULT_PATH)
             .to_string();
-        let caps = p.capabilities().as_ref().map(capabilities::resolve).transpose()?;
+        let caps = p
+            .capabilities()
+            .as_ref()
+            .map(capabilities::resolve)
+            .transpose()?;
         let rlimits = p.rlimits().clone().unwrap_or_default();
         rlimits::check(&rlimits)?;
         let oom = p.oom_score_adj();
@@ -219,7 +220,9 @@ impl Prepared {
         for dir in self.path_env.split(':').filter(|d| !d.is_empty()) {
             let candidate = Path::new(dir).join(&name);
             if let Ok(md) = std::fs::metadata(&candidate) {
-                if md.is_file() && nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
+                if md.is_file()
+                    && nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok()
+                {
                     return cstring_path(&candidate);
                 }
             }
@@ -269,8 +272,12 @@ fn check_oom_score_adj(want: i32) -> Result<()> {
             "oomScoreAdj {want} is outside -1000..1000"
         )));
     }
-    let have_cap = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)
-        .unwrap_or(false);
+    let have_cap = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
     if have_cap {
         return Ok(());
     }
@@ -295,13 +302,12 @@ pub fn set_personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
         D::PerLinux => 0x0000,
         D::PerLinux32 => 0x0008,
     };
-    let mut flags: libc::c_ulong = 0;
-    for f in p.flags().iter().flatten() {
+    if let Some(f) = p.flags().iter().flatten().next() {
         return Err(Error::Unsupported(format!(
             "personality flag {f:?} is not supported by berth-runtime"
         )));
     }
-    flags |= domain;
+    let flags = domain;
     // SAFETY: personality takes an integer.
     if unsafe { libc::personality(flags) } == -1 {
         return Err(std::io::Error::last_os_error()).ctx(|| format!("personality({flags:#x})"));

@@ -36,8 +36,12 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 /// Checks every limit against the current hard limits, so create fails before any fork when the host
 /// would refuse (no CAP_SYS_RESOURCE means a hard limit can never be raised).
 pub fn check(limits: &[PosixRlimit]) -> Result<()> {
-    let can_raise = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)
-        .unwrap_or(false);
+    let can_raise = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
     for l in limits {
         if l.soft() > l.hard() {
             return Err(Error::Invalid(format!(

@@ -8,9 +8,9 @@ use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::{Mount, Spec};
 
+use super::devices;
 use super::mounts::{self, parse_options, propagation_flag};
 use super::secure_path::{self, Kind};
-use super::devices;
 use crate::error::Context;
 use crate::{Error, Result};
 
@@ -111,11 +111,8 @@ fn dev_symlinks(root: BorrowedFd, devpts: bool) -> Result<()> {
     }
     for (target, name) in links {
         if name == "ptmx" {
-            let _ = nix::unistd::unlinkat(
-                dev.as_fd(),
-                name,
-                nix::unistd::UnlinkatFlags::NoRemoveDir,
-            );
+            let _ =
+                nix::unistd::unlinkat(dev.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
         }
         match nix::unistd::symlinkat(target, dev.as_fd(), name) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
@@ -137,8 +134,14 @@ fn mount_cgroup(root: BorrowedFd, m: &Mount, s: &Setup) -> Result<()> {
     let cg_mounts = s.cgroup.mounts();
     if s.cgroup.layout() == berth_cgroups::Layout::Unified {
         if s.new_cgroupns {
-            mount(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None::<&str>)
-                .ctx(|| format!("mounting cgroup2 on {}", dest.display()))?;
+            mount(
+                Some("cgroup2"),
+                &tpath,
+                Some("cgroup2"),
+                flags,
+                None::<&str>,
+            )
+            .ctx(|| format!("mounting cgroup2 on {}", dest.display()))?;
         } else if let Some(cm) = cg_mounts.first() {
             mount(
                 Some(&cm.host_path),
@@ -147,7 +150,13 @@ fn mount_cgroup(root: BorrowedFd, m: &Mount, s: &Setup) -> Result<()> {
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None::<&str>,
             )
-            .ctx(|| format!("bind mounting {} on {}", cm.host_path.display(), dest.display()))?;
+            .ctx(|| {
+                format!(
+                    "bind mounting {} on {}",
+                    cm.host_path.display(),
+                    dest.display()
+                )
+            })?;
             mounts::remount_bind_at(root, dest, flags)?;
         }
         return Ok(());
@@ -172,7 +181,13 @@ fn mount_cgroup(root: BorrowedFd, m: &Mount, s: &Setup) -> Result<()> {
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
-        .ctx(|| format!("bind mounting {} on {}", cm.host_path.display(), sub.display()))?;
+        .ctx(|| {
+            format!(
+                "bind mounting {} on {}",
+                cm.host_path.display(),
+                sub.display()
+            )
+        })?;
         drop(t);
         mounts::remount_bind_at(root, &sub, flags)?;
         let dir = secure_path::open(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
@@ -213,8 +228,14 @@ fn make_parent_private(path: &Path) -> Result<()> {
         }
     }
     let mp = best.unwrap_or("/");
-    mount(None::<&str>, mp, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
-        .ctx(|| format!("making {mp} private"))
+    mount(
+        None::<&str>,
+        mp,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .ctx(|| format!("making {mp} private"))
 }
 
 /// Switches the process's root to the rootfs: pivot_root(".", ".") and a lazy unmount of the old root (no
@@ -222,8 +243,14 @@ fn make_parent_private(path: &Path) -> Result<()> {
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
     if no_pivot {
-        mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .ctx(|| "moving the rootfs onto / (--no-pivot)".into())?;
+        mount(
+            Some(rootfs),
+            "/",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .ctx(|| "moving the rootfs onto / (--no-pivot)".into())?;
         nix::unistd::chroot(".").ctx(|| "chroot to the rootfs".into())?;
     } else {
         let old_root = nix::fcntl::open(
@@ -259,10 +286,18 @@ pub fn finish(spec: &Spec) -> Result<()> {
                 .ctx(|| format!("setting rootfs propagation {p}"))?;
         }
     }
-    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         readonly_path(Path::new(p))?;
     }
-    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         mask_path(Path::new(p))?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
@@ -272,7 +307,13 @@ pub fn finish(spec: &Spec) -> Result<()> {
 }
 
 fn readonly_path(p: &Path) -> Result<()> {
-    match mount(Some(p), p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+    match mount(
+        Some(p),
+        p,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
         Ok(()) => mounts::remount_bind(p, MsFlags::MS_RDONLY, p),
         Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(e) => Err(e).ctx(|| format!("making {} read-only", p.display())),
@@ -280,7 +321,13 @@ fn readonly_path(p: &Path) -> Result<()> {
 }
 
 fn mask_path(p: &Path) -> Result<()> {
-    let r = mount(Some("/dev/null"), p, None::<&str>, MsFlags::MS_BIND, None::<&str>);
+    let r = mount(
+        Some("/dev/null"),
+        p,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    );
     match r {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         // A directory: cover it with an empty read-only tmpfs.
@@ -299,7 +346,9 @@ fn mask_path(p: &Path) -> Result<()> {
 /// Checks that the hostname is settable before touching anything.
 pub fn check_hostname(h: &str) -> Result<()> {
     if h.len() > 64 {
-        return Err(Error::Invalid(format!("hostname {h:?} is longer than 64 bytes")));
+        return Err(Error::Invalid(format!(
+            "hostname {h:?} is longer than 64 bytes"
+        )));
     }
     Ok(())
 }

@@ -106,9 +106,7 @@ fn ensure_depth(root: BorrowedFd, path: &Path, kind: Kind, depth: u32) -> Result
                 }
                 return ensure_depth(root, &next, kind, depth + 1);
             }
-            Err(e) => {
-                return Err(e).ctx(|| format!("opening {} in the rootfs", so_far.display()))
-            }
+            Err(e) => return Err(e).ctx(|| format!("opening {} in the rootfs", so_far.display())),
         };
     }
     Ok(parent)
@@ -146,12 +144,8 @@ mod tests {
 
     fn rootfs() -> (tempfile::TempDir, OwnedFd) {
         let d = tempfile::tempdir().unwrap();
-        let fd = nix::fcntl::open(
-            d.path(),
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .unwrap();
+        let fd =
+            nix::fcntl::open(d.path(), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         (d, fd)
     }
 
@@ -171,7 +165,10 @@ mod tests {
         symlink(outside.path(), d.path().join("evil")).unwrap();
         ensure(root.as_fd(), Path::new("/evil/sub"), Kind::Dir).unwrap();
         assert!(!outside.path().join("sub").exists(), "escaped the rootfs");
-        let inside = d.path().join(outside.path().strip_prefix("/").unwrap()).join("sub");
+        let inside = d
+            .path()
+            .join(outside.path().strip_prefix("/").unwrap())
+            .join("sub");
         assert!(inside.is_dir(), "{inside:?}");
     }
 

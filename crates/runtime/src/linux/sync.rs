@@ -97,7 +97,9 @@ impl Channel {
                 }
             }
         }
-        Err(Error::Child("the console socket message carried no descriptor".into()))
+        Err(Error::Child(
+            "the console socket message carried no descriptor".into(),
+        ))
     }
 
     pub fn raw(&self) -> RawFd {
@@ -121,8 +123,14 @@ impl Channel {
             }
             None => &[],
         };
-        sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsg, MsgFlags::MSG_NOSIGNAL, None)
-            .ctx(|| format!("sending {tag:?} on the sync socket"))?;
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &iov,
+            cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .ctx(|| format!("sending {tag:?} on the sync socket"))?;
         Ok(())
     }
 

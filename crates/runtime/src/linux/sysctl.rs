@@ -7,7 +7,10 @@ use crate::error::Context;
 use crate::Result;
 
 /// Checks that `key` is scoped by one of `namespaces` (as runc's validator does).
-pub fn check_namespaced(key: &str, namespaces: &[LinuxNamespaceType]) -> std::result::Result<(), String> {
+pub fn check_namespaced(
+    key: &str,
+    namespaces: &[LinuxNamespaceType],
+) -> std::result::Result<(), String> {
     let has = |t| namespaces.contains(&t);
     let ipc = [
         "kernel.msgmax",

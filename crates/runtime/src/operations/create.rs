@@ -14,11 +14,11 @@ use super::{wait, Runtime, StartedProcess};
 use crate::config;
 use crate::error::Context;
 use crate::hooks::{self, Phase};
+use crate::linux::devices;
 use crate::linux::namespaces::{self, Plan};
 use crate::linux::process::Prepared;
 use crate::linux::sync::{self, Tag};
-use crate::linux::devices;
-use crate::state::{self, ContainerState, Status, StateView, FIFO};
+use crate::state::{self, ContainerState, StateView, Status, FIFO};
 use crate::{Error, Result};
 
 /// Options of `create` (and `run`), as runc's flags.
@@ -221,8 +221,12 @@ impl Runtime {
         cgroup.apply(&resources)?;
         let v2_fd = match cgroup.v2_path() {
             Some(p) => Some(
-                nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                    .ctx(|| format!("opening {}", p.display()))?,
+                nix::fcntl::open(
+                    p,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| format!("opening {}", p.display()))?,
             ),
             None => None,
         };
@@ -293,17 +297,21 @@ impl Runtime {
         hooks::run(spec.hooks().as_ref(), Phase::CreateRuntime, &view)?;
         parent_chan.send(Tag::Continue, "")?;
         loop {
-            let m = parent_chan.recv()?.ok_or_else(|| {
-                Error::Child("the container's init exited during setup".into())
-            })?;
+            let m = parent_chan
+                .recv()?
+                .ok_or_else(|| Error::Child("the container's init exited during setup".into()))?;
             match m.tag {
                 Tag::Ready => break,
                 Tag::SeccompFd => {
                     let seccomp = linux.seccomp().as_ref();
-                    let listener = seccomp.and_then(|s| s.listener_path().clone()).ok_or_else(
-                        || Error::Invalid("seccomp notify fd without a listenerPath".into()),
-                    )?;
-                    let fd = m.fd.ok_or_else(|| Error::Child("no fd with SeccompFd".into()))?;
+                    let listener =
+                        seccomp
+                            .and_then(|s| s.listener_path().clone())
+                            .ok_or_else(|| {
+                                Error::Invalid("seccomp notify fd without a listenerPath".into())
+                            })?;
+                    let fd =
+                        m.fd.ok_or_else(|| Error::Child("no fd with SeccompFd".into()))?;
                     let state_json = serde_json::to_value(&view)
                         .map_err(|e| Error::Invalid(format!("encoding state: {e}")))?;
                     berth_seccomp::send_to_listener(
@@ -424,7 +432,8 @@ impl ParentNamespaces {
                 // are affected, so the hooks we run later start in the container's pid namespace.
                 continue;
             }
-            nix::sched::setns(&fd, flag).ctx(|| "returning to the runtime's own namespace".into())?;
+            nix::sched::setns(&fd, flag)
+                .ctx(|| "returning to the runtime's own namespace".into())?;
         }
         Ok(())
     }
@@ -467,4 +476,3 @@ fn owner() -> String {
         .map(|u| u.name)
         .unwrap_or_else(|| "#".to_string() + &uid.to_string())
 }
-

@@ -68,7 +68,8 @@ impl Runtime {
         }
         // In a user namespace whose setgroups is denied, setgroups(2) would fail.
         if joins.iter().any(|j| j.typ == LinuxNamespaceType::User) {
-            let sg = std::fs::read_to_string(format!("/proc/{}/setgroups", st.pid)).unwrap_or_default();
+            let sg =
+                std::fs::read_to_string(format!("/proc/{}/setgroups", st.pid)).unwrap_or_default();
             prepared.allow_setgroups = sg.trim() != "deny";
         }
         let pid_join = joins
@@ -97,8 +98,12 @@ impl Runtime {
         let self_join = !joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
         let v2_fd = match st.cgroup.v2_path() {
             Some(p) => Some(
-                nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                    .ctx(|| format!("opening {}", p.display()))?,
+                nix::fcntl::open(
+                    p,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| format!("opening {}", p.display()))?,
             ),
             None => None,
         };
@@ -140,7 +145,10 @@ impl Runtime {
             match parent_chan.recv()? {
                 None => Ok(()),
                 Some(m) if m.tag == Tag::Error => Err(Error::Child(m.text)),
-                Some(m) => Err(Error::Child(format!("protocol error: unexpected {:?}", m.tag))),
+                Some(m) => Err(Error::Child(format!(
+                    "protocol error: unexpected {:?}",
+                    m.tag
+                ))),
             }
         })();
         if let Err(e) = outcome {

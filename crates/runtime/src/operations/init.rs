@@ -20,7 +20,7 @@ use crate::linux::namespaces::{self, Plan};
 use crate::linux::process::{self, Prepared};
 use crate::linux::sync::{Channel, Tag};
 use crate::linux::{console, fds, rootfs, sysctl};
-use crate::state::{Status, StateView};
+use crate::state::{StateView, Status};
 use crate::{Error, Result};
 
 /// How the init learns that it may exec the user's program.
@@ -148,11 +148,7 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
     if let Some(d) = spec.domainname() {
         set_domainname(d)?;
     }
-    let in_userns = plan.new_user
-        || plan
-            .joins
-            .iter()
-            .any(|j| j.typ == LinuxNamespaceType::User);
+    let in_userns = plan.new_user || plan.joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
     let setup = rootfs::Setup {
         rootfs: &ctx.bundle.rootfs,
         spec,
@@ -169,7 +165,11 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
 
     rootfs::pivot(&ctx.bundle.rootfs, ctx.no_pivot)?;
     drop(root_fd);
-    for (k, v) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+    for (k, v) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         sysctl::write(k, v)?;
     }
     rootfs::finish(spec)?;
@@ -190,8 +190,7 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
             process::set_no_new_privs()?;
         }
         if let Some(fd) = p.load_seccomp()? {
-            ctx.chan
-                .send_fd(Tag::SeccompFd, "", Some(fd.as_raw_fd()))?;
+            ctx.chan.send_fd(Tag::SeccompFd, "", Some(fd.as_raw_fd()))?;
             drop(fd);
             ctx.chan.expect(Tag::Continue)?;
         }
@@ -265,4 +264,3 @@ fn join_session_keyring(id: &str) -> Result<()> {
     }
     Ok(())
 }
-

@@ -51,7 +51,9 @@ pub(super) fn wait_exit(pid: i32, start: u64, timeout: Duration) -> bool {
     };
     let deadline = Instant::now() + timeout;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now()).as_millis() as i32;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as i32;
         // SAFETY: poll on one pollfd we own.
         let r = unsafe { libc::poll(&mut pfd, 1, left) };
         if r > 0 {
@@ -127,7 +129,7 @@ impl Runtime {
         }
         let _ = std::fs::remove_file(&fifo_path);
         match got.split_first() {
-            Some((b'0', rest)) if rest.is_empty() => {}
+            Some((b'0', [])) => {}
             Some((b'0', rest)) => {
                 return Err(Error::Child(String::from_utf8_lossy(rest).into_owned()))
             }

@@ -102,7 +102,7 @@ impl Runtime {
 /// Fields set in `new` replace those of `old`.
 fn merge_resources(mut old: LinuxResources, new: &LinuxResources) -> LinuxResources {
     if new.memory().is_some() {
-        old.set_memory(new.memory().clone());
+        old.set_memory(*new.memory());
     }
     if new.cpu().is_some() {
         old.set_cpu(new.cpu().clone());

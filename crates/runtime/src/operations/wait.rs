@@ -173,7 +173,8 @@ impl RawTerminal {
         let saved = nix::sys::termios::tcgetattr(stdin.as_fd()).ok()?;
         let mut raw = saved.clone();
         nix::sys::termios::cfmakeraw(&mut raw);
-        nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw).ok()?;
+        nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw)
+            .ok()?;
         Some(RawTerminal { saved })
     }
 }

@@ -136,6 +136,19 @@ fn check(spec: &Spec) -> std::result::Result<(), String> {
     if linux.time_offsets().is_some() && !has(LinuxNamespaceType::Time) {
         return Err("timeOffsets need a time namespace".into());
     }
+    // Features this runtime does not implement are refused, never silently ignored.
+    if linux.intel_rdt().is_some() {
+        return Err("linux.intelRdt is not supported by berth-runtime (no resctrl support)".into());
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err("linux.netDevices is not supported by berth-runtime yet".into());
+    }
+    if linux.memory_policy().is_some() {
+        return Err("linux.memoryPolicy is not supported by berth-runtime yet".into());
+    }
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err("linux.mountLabel (SELinux mount labels) is not supported by berth-runtime".into());
+    }
     for (k, _) in linux.sysctl().iter().flatten() {
         crate::linux::sysctl::check_namespaced(k, &seen)?;
     }
@@ -200,6 +213,10 @@ mod tests {
                     v["linux"]["uidMappings"] =
                         serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}])
                 }),
+            ),
+            (
+                "intelRdt",
+                Box::new(|v| v["linux"]["intelRdt"] = serde_json::json!({"closID": "x"})),
             ),
             (
                 "net.ipv4.ip_forward",

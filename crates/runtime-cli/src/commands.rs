@@ -19,15 +19,13 @@ pub fn dispatch(cli: Cli, log: &Logger) -> Result<i32> {
         );
     }
     log.debug(&format!("command: {:?}", cli.command));
-    // Commands that put a process into a container run from a protected copy of this binary
-    // (CVE-2019-5736 class): an immutable cached copy, or a sealed memfd where the container could be
-    // allowed to clear the immutable flag.
-    if let Some(strict) = protection_needed(&cli) {
-        berth_runtime::cloned_binary::ensure_protected(
-            Path::new(berth_runtime::cloned_binary::DEFAULT_CACHE_DIR),
-            strict,
-        )
-        .context("protecting the runtime binary")?;
+    // The runtime binary must be out of reach of containers (CVE-2019-5736 class). The library's
+    // trampoline and non-dumpable setup cover it, except for a container that may hold CAP_SYS_PTRACE or
+    // on an architecture without a trampoline: then run from a sealed memfd copy of this binary.
+    if protection_needed(&cli) == Some(true)
+        || (cfg!(not(target_arch = "x86_64")) && protection_needed(&cli).is_some())
+    {
+        berth_runtime::cloned_binary::ensure_cloned().context("protecting the runtime binary")?;
     }
     let rt = || Runtime::new(&cli.root).context("opening the state directory");
     match cli.command {
@@ -90,10 +88,10 @@ pub fn dispatch(cli: Cli, log: &Logger) -> Result<i32> {
 }
 
 /// `None` if the command puts no process into a container; else whether the strict (memfd) protection is
-/// needed: when CAP_LINUX_IMMUTABLE appears anywhere in what configures the process (conservative: a plain
+/// needed: when CAP_SYS_PTRACE appears anywhere in what configures the process (conservative: a plain
 /// substring test on the raw JSON and flags).
 fn protection_needed(cli: &Cli) -> Option<bool> {
-    const CAP: &[u8] = b"LINUX_IMMUTABLE";
+    const CAP: &[u8] = b"SYS_PTRACE";
     let mentions = |p: &Path| {
         std::fs::read(p)
             .map(|raw| raw.windows(CAP.len()).any(|w| w == CAP))
@@ -104,7 +102,7 @@ fn protection_needed(cli: &Cli) -> Option<bool> {
             Some(mentions(&a.bundle.join("config.json")))
         }
         Command::Exec(a) => Some(
-            a.cap.iter().any(|c| c.contains("LINUX_IMMUTABLE"))
+            a.cap.iter().any(|c| c.contains("SYS_PTRACE"))
                 || a.process
                     .as_deref()
                     .is_some_and(|p| p == Path::new("-") || mentions(p))

@@ -351,9 +351,7 @@ impl Runtime {
 
     /// `run --bundle <bundle> <id>`, stdout/stderr captured.
     pub fn run(&self, bundle: &Bundle, id: &str) -> Output {
-        self.cmd(&["run", "--bundle", path_str(bundle.path()), id])
-            .output()
-            .unwrap()
+        output_of(self.cmd(&["run", "--bundle", path_str(bundle.path()), id]))
     }
 
     /// `run` that must exit 0; returns stdout.
@@ -365,7 +363,7 @@ impl Runtime {
 
     /// Runs `args` and returns the captured output.
     pub fn output(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        output_of(self.cmd(args))
     }
 
     /// Runs `args`, panics (with stderr) unless it exits 0; returns stdout.
@@ -380,12 +378,13 @@ impl Runtime {
     pub fn detached(&self, args: &[&str]) -> Output {
         let mut o = tempfile::tempfile().unwrap();
         let mut e = tempfile::tempfile().unwrap();
-        let status = self
-            .cmd(args)
-            .stdout(o.try_clone().unwrap())
-            .stderr(e.try_clone().unwrap())
-            .status()
-            .unwrap();
+        let mut cmd = self.cmd(args);
+        cmd.stdout(o.try_clone().unwrap())
+            .stderr(e.try_clone().unwrap());
+        let what = format!("{cmd:?}");
+        let mut child = cmd.spawn().unwrap();
+        let status = wait_deadline(&mut child, cmd_timeout())
+            .unwrap_or_else(|| panic!("timed out after {:?}: {what}", cmd_timeout()));
         Output {
             status,
             stdout: read_back(&mut o),
@@ -477,26 +476,118 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        for id in self.container_ids() {
-            let _ = self
-                .cmd(&["kill", &id, "KILL"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            for _ in 0..50 {
-                let ok = self
-                    .cmd(&["delete", "--force", &id])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
+        let quiet = |args: &[&str]| -> bool {
+            let mut c = self.cmd(args);
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            match c.spawn() {
+                Ok(mut child) => wait_deadline(&mut child, Duration::from_secs(10))
                     .map(|s| s.success())
-                    .unwrap_or(false);
+                    .unwrap_or(false),
+                Err(_) => false,
+            }
+        };
+        for id in self.container_ids() {
+            quiet(&["kill", &id, "KILL"]);
+            for _ in 0..50 {
+                let ok = quiet(&["delete", "--force", &id]);
                 if ok || !self.root.path().join(&id).exists() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+    }
+}
+
+/// How long one runtime command may take before the harness kills it and fails the test
+/// (`BERTH_TEST_CMD_TIMEOUT` seconds, default 60): a hung runtime must not hang the suite.
+pub fn cmd_timeout() -> Duration {
+    std::env::var("BERTH_TEST_CMD_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(60))
+}
+
+/// Waits for `child` up to `timeout`; on timeout kills (SIGKILL) and reaps it, returns `None`.
+pub fn wait_deadline(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `cmd` with stdout/stderr captured, like `Command::output`, but panics (after killing
+/// it) when it runs past [`cmd_timeout`]. Once the command exited, output still held open by a
+/// leftover process (e.g. a container that inherited the pipe) is collected for at most 5 s.
+pub fn output_of(cmd: Command) -> Output {
+    output_within(cmd, cmd_timeout())
+}
+
+/// [`output_of`] with an explicit time limit.
+pub fn output_within(mut cmd: Command, timeout: Duration) -> Output {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let what = format!("{cmd:?}");
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let collect = |r: Option<Box<dyn Read + Send>>| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        if let Some(mut r) = r {
+            let b = buf.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = r.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    b.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+                let _ = tx.send(());
+            });
+        }
+        (buf, rx)
+    };
+    let (out, out_done) = collect(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let (err, err_done) = collect(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let status = wait_deadline(&mut child, timeout);
+    let _ = out_done.recv_timeout(Duration::from_secs(5));
+    let _ = err_done.recv_timeout(Duration::from_secs(1));
+    let stdout = out.lock().unwrap().clone();
+    let stderr = err.lock().unwrap().clone();
+    match status {
+        Some(status) => Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "timed out after {timeout:?}: {what}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
     }
 }
 
@@ -793,4 +884,59 @@ pub fn ns_link(path: impl AsRef<Path>) -> String {
         .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
         .to_string_lossy()
         .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_mask_matches_kernel_bits() {
+        assert_eq!(
+            cap_mask(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]),
+            "0000000020000420"
+        );
+        assert_eq!(cap_number("CHECKPOINT_RESTORE"), Some(40));
+        assert_eq!(cap_number("CAP_NOPE"), None);
+    }
+
+    #[test]
+    fn mountinfo_parsing() {
+        let mi = "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n\
+                  40 36 0:5 / /mnt2 ro,nosuid shared:7 - tmpfs tmpfs rw,size=4096k,mode=1770\n";
+        let m = mount_at(mi, "/mnt2").unwrap();
+        assert_eq!(m.fstype, "tmpfs");
+        assert_eq!(m.opts, ["ro", "nosuid"]);
+        assert_eq!(m.optional, ["shared:7"]);
+        assert_eq!(m.super_opts, ["rw", "size=4096k", "mode=1770"]);
+        assert_eq!(parse_mountinfo(mi)[0].root, "/mnt1");
+        assert!(mount_at(mi, "/nope").is_none());
+    }
+
+    #[test]
+    fn status_field_lookup() {
+        let s = "Name:\tsh\nCapEff:\t0000000020000420\nNoNewPrivs:\t1\n";
+        assert_eq!(
+            status_field(s, "CapEff").as_deref(),
+            Some("0000000020000420")
+        );
+        assert_eq!(status_field(s, "NoNewPrivs").as_deref(), Some("1"));
+        assert_eq!(status_field(s, "Seccomp"), None);
+    }
+
+    #[test]
+    fn unique_ids_differ() {
+        let a = unique_id("x");
+        let b = unique_id("x");
+        assert_ne!(a, b);
+        assert!(a.starts_with("x-"));
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
+    }
+
+    #[test]
+    fn cgroup_cleanup_lists_ancestors() {
+        let c = CgroupCleanup::new("/a/b/c/");
+        assert_eq!(c.rels, ["a/b/c", "a/b", "a"]);
+        std::mem::forget(c);
+    }
 }

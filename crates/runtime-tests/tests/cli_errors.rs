@@ -194,16 +194,13 @@ fn version_flag() {
 fn systemd_cgroup_gives_clear_error() {
     let rt = setup();
     let b = Bundle::sh("true");
-    let out = rt
-        .cmd(&[
-            "--systemd-cgroup",
-            "run",
-            "--bundle",
-            path_str(b.path()),
-            &unique_id("sysd"),
-        ])
-        .output()
-        .unwrap();
+    let out = rt.output(&[
+        "--systemd-cgroup",
+        "run",
+        "--bundle",
+        path_str(b.path()),
+        &unique_id("sysd"),
+    ]);
     let msg = assert_failure(&out, "--systemd-cgroup");
     assert!(msg.contains("systemd"), "{msg}");
     assert_root_empty(&rt);

@@ -331,27 +331,20 @@ fn start_twice_fails() {
     assert_eq!(rt.status(&id), "running");
 }
 
-fn freezer_state(rt: &Runtime, id: &str, pid: i32) -> String {
-    let _ = rt;
-    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    if let Some(rel) = cg
-        .lines()
-        .find_map(|l| l.split_once(":freezer:").map(|x| x.1.to_string()))
-    {
-        return std::fs::read_to_string(format!("/sys/fs/cgroup/freezer{rel}/freezer.state"))
-            .unwrap()
-            .trim()
-            .to_string();
+/// The freezer state of `pid`'s cgroup: v1 `freezer.state`, or v2 `cgroup.events` "frozen".
+fn freezer_state(pid: i32) -> String {
+    if cgroup_v2_unified() {
+        let d = proc_cgroup_dir(pid, "").unwrap();
+        let ev = std::fs::read_to_string(d.join("cgroup.events")).unwrap();
+        return if ev.contains("frozen 1") {
+            "FROZEN"
+        } else {
+            "THAWED"
+        }
+        .into();
     }
-    // cgroup v2: cgroup.freeze / cgroup.events "frozen 1".
-    let rel = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-    let ev = std::fs::read_to_string(format!("/sys/fs/cgroup{rel}/cgroup.events")).unwrap();
-    if ev.contains("frozen 1") {
-        "FROZEN".into()
-    } else {
-        let _ = id;
-        "THAWED".into()
-    }
+    let d = proc_cgroup_dir(pid, "freezer").unwrap();
+    read_trim(&d.join("freezer.state"))
 }
 
 #[test]
@@ -362,12 +355,12 @@ fn pause_resume() {
     let pid = rt.start_detached(&b, &id);
     rt.ok(&["pause", &id]);
     assert_eq!(rt.status(&id), "paused");
-    assert_eq!(freezer_state(&rt, &id, pid), "FROZEN");
+    assert_eq!(freezer_state(pid), "FROZEN");
     // The process is in the refrigerator (state D or S with frozen cgroup); it must not be gone.
     assert!(pid_alive(pid));
     rt.ok(&["resume", &id]);
     assert_eq!(rt.status(&id), "running");
-    assert_eq!(freezer_state(&rt, &id, pid), "THAWED");
+    assert_eq!(freezer_state(pid), "THAWED");
     // Pausing a paused container twice, resuming a running one: errors.
     assert_failure(&rt.output(&["resume", &id]), "resume running");
 }
@@ -473,7 +466,7 @@ fn preserve_fds() {
             Ok(())
         });
     }
-    let out = cmd.output().unwrap();
+    let out = output_of(cmd);
     assert_success(&out, "run --preserve-fds 1");
     let s = stdout(&out);
     assert!(s.starts_with("preserved-data\n"), "{s}");

@@ -38,8 +38,8 @@ impl PodmanEnv {
 
     /// `podman <global flags> run --rm ... --rootfs <rootfs> sh -c <script>` with `runtime`.
     fn run(&self, runtime: &Path, rootfs: &Path, script: &str) -> std::process::Output {
-        Command::new("podman")
-            .arg("--root")
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
             .arg(self.p("root"))
             .arg("--runroot")
             .arg(self.p("runroot"))
@@ -64,9 +64,8 @@ impl PodmanEnv {
             .arg("--rootfs")
             .arg(rootfs)
             .args(["sh", "-c", script])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(std::process::Stdio::null());
+        output_of(cmd)
     }
 }
 

@@ -147,7 +147,9 @@ fn check(spec: &Spec) -> std::result::Result<(), String> {
         return Err("linux.memoryPolicy is not supported by berth-runtime yet".into());
     }
     if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
-        return Err("linux.mountLabel (SELinux mount labels) is not supported by berth-runtime".into());
+        return Err(
+            "linux.mountLabel (SELinux mount labels) is not supported by berth-runtime".into(),
+        );
     }
     for (k, _) in linux.sysctl().iter().flatten() {
         crate::linux::sysctl::check_namespaced(k, &seen)?;

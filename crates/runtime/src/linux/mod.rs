@@ -12,4 +12,5 @@ pub mod rootfs;
 pub mod secure_path;
 pub mod sync;
 pub mod sysctl;
+pub mod trampoline;
 pub mod user;

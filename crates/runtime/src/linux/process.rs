@@ -33,6 +33,8 @@ pub struct Prepared {
     pub io_priority: Option<(i64, i64)>,
     /// setgroups is allowed (false in a user namespace whose setgroups file says deny).
     pub allow_setgroups: bool,
+    /// The sealed exec trampoline (see `trampoline`); `None` where there is none for this architecture.
+    pub trampoline: Option<std::os::fd::OwnedFd>,
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString> {
@@ -125,6 +127,7 @@ impl Prepared {
             selinux_label: p.selinux_label().clone().filter(|s| !s.is_empty()),
             io_priority,
             allow_setgroups: true,
+            trampoline: super::trampoline::create()?,
         })
     }
 
@@ -232,8 +235,19 @@ impl Prepared {
         )))
     }
 
-    /// execve; only returns on failure.
+    /// Checks the program can be exec'd (so the error is reported, see `trampoline::check`).
+    pub fn check_program(&self, program: &CString) -> Result<()> {
+        match &self.trampoline {
+            Some(_) => super::trampoline::check(program),
+            None => Ok(()),
+        }
+    }
+
+    /// execve (through the trampoline when there is one); only returns on failure.
     pub fn exec(&self, program: &CString, env: &[CString]) -> Error {
+        if let Some(t) = &self.trampoline {
+            return super::trampoline::exec(t, program, &self.args, env);
+        }
         match nix::unistd::execve(program, &self.args, env) {
             Err(e) => Error::Invalid(format!(
                 "exec {:?}: {}",

@@ -104,6 +104,8 @@ impl Runtime {
         mode: Mode_,
         foreground: bool,
     ) -> Result<(StartedProcess, Option<OwnedFd>)> {
+        // Our /proc/<pid>/exe, and that of the init we fork, must not be reachable from a container.
+        crate::linux::trampoline::set_non_dumpable()?;
         let dir = self.dir(&opts.id)?;
         let bundle = config::load_bundle(&opts.bundle)?;
         let spec = &bundle.spec;

@@ -40,6 +40,9 @@ impl Runtime {
 
     /// `exec`: runs `opts.process` in the container. Returns the exit code, or 0 with `detach`.
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
+        // The process we fork joins the container's pid namespace: its /proc/<pid>/exe (our binary) must
+        // not be reachable from there while it sets up.
+        crate::linux::trampoline::set_non_dumpable()?;
         let (dir, st) = self.load(id)?;
         let status = st.status(&dir);
         if !matches!(status, Status::Running | Status::Created) {
@@ -200,6 +203,7 @@ fn exec_child(
         }
         p.drop_privileges()?;
         let program = p.resolve_program()?;
+        p.check_program(&program)?;
         let env = p.final_env();
         fds::cloexec_from(3 + preserve_fds)?;
         for fd in 3..3 + preserve_fds as i32 {

@@ -229,6 +229,7 @@ fn finish(ctx: &InitContext, gate: StartGate, mut state: StateView) -> Error {
         state.status = Status::Created;
         hooks::run(ctx.spec.hooks().as_ref(), Phase::StartContainer, &state)?;
         let program = ctx.process.resolve_program()?;
+        ctx.process.check_program(&program)?;
         let env = ctx.process.final_env();
         if !ctx.process.seccomp_early() {
             ctx.process.load_seccomp()?;

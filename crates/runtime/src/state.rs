@@ -54,6 +54,9 @@ pub struct ContainerState {
     pub cgroup: berth_cgroups::Cgroup,
     /// Whether the container has its own pid namespace (then killing init kills everything in it).
     pub private_pid_ns: bool,
+    /// The config.json the container was created from (updated by `update`), kept verbatim: one file per
+    /// container is all the runtime writes.
+    pub config: Box<serde_json::value::RawValue>,
 }
 
 /// The runtime-spec state object that `state` prints (plus runc's `rootfs`, `created`, `owner`).
@@ -73,7 +76,6 @@ pub struct StateView {
 }
 
 pub(crate) const STATE_FILE: &str = "state.json";
-pub(crate) const CONFIG_FILE: &str = "config.json";
 pub(crate) const FIFO: &str = "exec.fifo";
 
 impl ContainerState {
@@ -96,6 +98,12 @@ impl ContainerState {
         let data =
             serde_json::to_vec(self).map_err(|e| Error::Invalid(format!("encoding state: {e}")))?;
         write_atomic(&dir.join(STATE_FILE), &data)
+    }
+
+    /// The saved config.
+    pub fn spec(&self) -> Result<oci_spec::runtime::Spec> {
+        serde_json::from_str(self.config.get())
+            .map_err(|e| Error::Invalid(format!("corrupt saved config of {}: {e}", self.id)))
     }
 
     /// The current status, derived from the kernel's view of the init process.
@@ -170,16 +178,14 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// Locks the container's directory itself (no lock file to create).
     pub fn acquire(dir: &Path) -> Result<Self> {
-        let path = dir.join("lock");
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .ctx(|| format!("opening {}", path.display()))?;
+            .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
+            .open(dir)
+            .ctx(|| format!("opening {}", dir.display()))?;
+        let path = dir;
         let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| e)
             .ctx(|| format!("locking {}", path.display()))?;

@@ -160,8 +160,6 @@ impl Runtime {
             cgroup: None,
             armed: true,
         };
-        std::fs::write(dir.join(state::CONFIG_FILE), &bundle.raw)
-            .ctx(|| "saving the config".into())?;
 
         let fifo = if mode == Mode_::Create {
             let path = dir.join(FIFO);
@@ -347,6 +345,10 @@ impl Runtime {
             annotations: template.annotations.clone(),
             cgroup: cgroup.clone(),
             private_pid_ns: private_pid,
+            config: serde_json::value::RawValue::from_string(
+                String::from_utf8_lossy(&bundle.raw).into_owned(),
+            )
+            .map_err(|e| Error::Invalid(format!("saving the config: {e}")))?,
         };
         record.save(&dir)?;
         if let Some(p) = &opts.pid_file {

@@ -9,7 +9,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use super::{create, lifecycle, wait, Runtime};
+use super::{create, wait, Runtime};
 use crate::error::Context;
 use crate::linux::namespaces::{self, Join};
 use crate::linux::process::{self, Prepared};
@@ -31,8 +31,8 @@ pub struct ExecOptions {
 impl Runtime {
     /// The container's saved process, as the base that `exec`'s inline flags modify.
     pub fn saved_process(&self, id: &str) -> Result<Process> {
-        let (dir, _) = self.load(id)?;
-        let spec = lifecycle::load_spec(&dir)?;
+        let (_, st) = self.load(id)?;
+        let spec = st.spec()?;
         spec.process()
             .clone()
             .ok_or_else(|| Error::Invalid("the saved config has no process".into()))
@@ -52,7 +52,7 @@ impl Runtime {
                 status,
             });
         }
-        let spec = lifecycle::load_spec(&dir)?;
+        let spec = st.spec()?;
         let linux = spec.linux().as_ref();
         let mut prepared = Prepared::new(&opts.process, linux.and_then(|l| l.seccomp().as_ref()))?;
         if !prepared.terminal && opts.console_socket.is_some() {

@@ -2,7 +2,6 @@
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -139,7 +138,7 @@ impl Runtime {
                 )))
             }
         }
-        let spec = load_spec(&dir)?;
+        let spec = st.spec()?;
         let view = st.view(Status::Running);
         if let Err(e) = hooks::run(spec.hooks().as_ref(), Phase::Poststart, &view) {
             eprintln!("warning: {e}");
@@ -225,7 +224,7 @@ impl Runtime {
             let _ = st.cgroup.kill_all(Signal::SIGKILL);
         }
         destroy_cgroup(&st)?;
-        let spec = load_spec(&dir).ok();
+        let spec = st.spec().ok();
         drop(lock);
         std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
         if let Some(spec) = spec {
@@ -295,12 +294,4 @@ fn destroy_cgroup(st: &ContainerState) -> Result<()> {
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
-}
-
-/// The config saved at create time.
-pub(super) fn load_spec(dir: &Path) -> Result<oci_spec::runtime::Spec> {
-    let path = dir.join(state::CONFIG_FILE);
-    let raw = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&raw)
-        .map_err(|e| Error::Invalid(format!("corrupt saved config {}: {e}", path.display())))
 }

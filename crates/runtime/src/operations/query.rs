@@ -67,14 +67,15 @@ impl Runtime {
             });
         }
         st.cgroup.update(res)?;
-        let mut spec = super::lifecycle::load_spec(&dir)?;
+        let mut spec = st.spec()?;
         if let Some(linux) = spec.linux_mut() {
             let merged = merge_resources(linux.resources().clone().unwrap_or_default(), res);
             linux.set_resources(Some(merged));
         }
-        let raw = serde_json::to_vec(&spec)
+        let mut st = st;
+        st.config = serde_json::value::to_raw_value(&spec)
             .map_err(|e| Error::Invalid(format!("encoding config: {e}")))?;
-        crate::state::write_atomic(&dir.join(crate::state::CONFIG_FILE), &raw)
+        st.save(&dir)
     }
 
     /// `events --stats`: the container's cgroup statistics.

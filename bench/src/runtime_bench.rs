@@ -87,6 +87,9 @@ fn run(args: Args) -> Result<()> {
     }
     // First, while the process has one thread: every child below inherits this namespace.
     let setup = ns::enter_private_mount_ns()?;
+    let state_tmpfs = ns::StateTmpfs::mount()?;
+    // Every column's --root and the bundle are made under the temp dir: point it at the tmpfs.
+    std::env::set_var("TMPDIR", &state_tmpfs.path);
 
     let cols = discover(&args);
     if !cols.iter().any(|c| c.name != "floor") {
@@ -107,7 +110,7 @@ fn run(args: Args) -> Result<()> {
         "runtime-bench: `run` of `true` in a busybox bundle (runc-spec default config); kernel {kernel}, {cpus} CPUs"
     );
     println!(
-        "private mount namespace; {} {}",
+        "private mount namespace; state dirs and bundle on a tmpfs (as /run); {} {}",
         ns::UNIFIED,
         if setup.unified_unmounted {
             "unmounted in it"

@@ -186,6 +186,17 @@ impl Prepared {
         }
         nix::unistd::chdir(&self.cwd)
             .ctx(|| format!("chdir to process.cwd {}", self.cwd.display()))?;
+        // A cwd reached through a leaked host descriptor (/proc/self/fd/N) would be outside the container's
+        // root: getcwd then fails or says "(unreachable)" (the CVE-2024-21626 class).
+        match nix::unistd::getcwd() {
+            Ok(p) if p.is_absolute() => {}
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "process.cwd {} resolves outside the container",
+                    self.cwd.display()
+                )))
+            }
+        }
         Ok(())
     }
 

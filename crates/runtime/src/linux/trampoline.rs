@@ -6,7 +6,7 @@
 //! PT_INTERP) would start the *host's* runtime binary inside the container, where it could be reopened for
 //! writing once the runtime exits (the CVE-2019-5736 class). runc and crun avoid this by re-executing
 //! themselves from a memfd copy of their whole binary on every command (~1.5-4 ms here). Berth instead
-//! writes a 158-byte static ELF into a sealed memfd and execs the program through it: `/proc/self/exe` then
+//! writes a 160-byte static ELF into a sealed memfd and execs the program through it: `/proc/self/exe` then
 //! names that sealed memfd, which cannot be written. Together with the runtime's processes being
 //! non-dumpable while they are set up (so /proc/<pid>/exe of them needs CAP_SYS_PTRACE), no container
 //! process can reach the installed binary. Hand-written because it is a few instructions of machine code,

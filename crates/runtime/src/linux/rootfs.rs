@@ -26,8 +26,10 @@ pub struct Setup<'a> {
 }
 
 /// Everything before pivot_root: propagation, the rootfs bind, the spec's mounts and /dev.
-/// Returns an O_PATH descriptor of the rootfs mount.
-pub fn prepare(s: &Setup) -> Result<OwnedFd> {
+/// `before_cgroups` runs exactly once, before the first cgroup mount (or at the end): the caller joins
+/// its cgroups there. Returns an O_PATH descriptor of the rootfs mount.
+pub fn prepare(s: &Setup, before_cgroups: &mut dyn FnMut() -> Result<()>) -> Result<OwnedFd> {
+    let mut cgroups_joined = false;
     let linux = s.spec.linux().as_ref();
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         Some(p) if !p.is_empty() => propagation_flag(p)?,
@@ -64,6 +66,10 @@ pub fn prepare(s: &Setup) -> Result<OwnedFd> {
             devpts = true;
         }
         if typ == "cgroup" || typ == "cgroup2" {
+            if !cgroups_joined {
+                before_cgroups()?;
+                cgroups_joined = true;
+            }
             mount_cgroup(root.as_fd(), m, s)?;
         } else {
             mounts::mount_entry(root.as_fd(), m, s.in_userns)?;
@@ -85,6 +91,9 @@ pub fn prepare(s: &Setup) -> Result<OwnedFd> {
         dev_symlinks(root.as_fd(), devpts)?;
     }
     drop(secure_path::ensure(root.as_fd(), s.cwd, Kind::Dir)?);
+    if !cgroups_joined {
+        before_cgroups()?;
+    }
     Ok(root)
 }
 

@@ -212,13 +212,14 @@ impl Runtime {
         if foreground {
             wait::block_signals()?;
         }
-        // The cgroup exists (with its limits) before the child does: the child is born in the cgroup2
-        // part (CLONE_INTO_CGROUP) and moves itself into the v1 hierarchies (cheap for a thread moving
-        // itself); only a child in a new user namespace, which may not write the host's cgroup files, is
-        // moved by us.
-        cgroup.create()?;
+        // Joining cgroups cheaply: the child is born in the cgroup2 part (CLONE_INTO_CGROUP), so that leaf
+        // exists before the clone; it moves itself into the v1 hierarchies (cheap for a thread moving
+        // itself) once we made them, with their limits, while it builds its mounts. Only a child in a new
+        // user namespace, which may not write the host's cgroup files, is moved by us.
         cleanup.cgroup = Some(&cgroup);
-        cgroup.apply(&resources)?;
+        if let Some(p) = cgroup.v2_path() {
+            std::fs::create_dir_all(p).ctx(|| format!("creating the cgroup {}", p.display()))?;
+        }
         let v2_fd = match cgroup.v2_path() {
             Some(p) => Some(
                 nix::fcntl::open(
@@ -273,6 +274,8 @@ impl Runtime {
         if plan.new_user {
             write_id_maps(pid, linux)?;
         }
+        cgroup.create()?;
+        cgroup.apply(&resources)?;
         if !self_join || (v2_fd.is_some() && !born_in_v2) {
             // The slow path (see above): a full move through cgroup.procs.
             cgroup.add_process(pid)?;

@@ -109,25 +109,41 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
     let plan = ctx.plan;
     let spec = ctx.spec;
     let linux = spec.linux().as_ref();
-    if ctx.join_cgroup_v1 {
-        ctx.cgroup.join_self_v1()?;
+    let mut state = ctx.template.clone();
+    let user_joined = plan.joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
+    // The parent creates the cgroups and writes their limits while we build the mount namespace (two CPUs
+    // at work); we only wait for it where the cgroups are first needed. With a user namespace the parent
+    // must first write the id maps, so we wait at once.
+    let early = !plan.new_user && !plan.fork_for_pid && !user_joined;
+    let cgroup_ns = plan.unshare_flags & CloneFlags::CLONE_NEWCGROUP;
+    let other_unshares = plan.unshare_flags & !CloneFlags::CLONE_NEWCGROUP;
+    // Waits for the parent, joins the v1 hierarchies (a thread moving itself is cheap) and, once in its
+    // cgroups, unshares the cgroup namespace so that its root is the container's cgroup.
+    let join_cgroups = |state: &mut StateView| -> Result<()> {
+        let go = ctx.chan.expect(Tag::Continue)?;
+        state.pid = go.text.parse().unwrap_or(0);
+        if ctx.join_cgroup_v1 {
+            ctx.cgroup.join_self_v1()?;
+        }
+        Ok(())
+    };
+    if !early {
+        join_cgroups(&mut state)?;
     }
-
     for j in &plan.joins {
         namespaces::enter(j)?;
         if j.typ == LinuxNamespaceType::User {
             become_ns_root()?;
         }
     }
-    let go = ctx.chan.expect(Tag::Continue)?;
-    let mut state = ctx.template.clone();
-    state.pid = go.text.parse().unwrap_or(0);
     if plan.new_user {
         become_ns_root()?;
     }
-    if !plan.unshare_flags.is_empty() {
-        nix::sched::unshare(plan.unshare_flags)
-            .ctx(|| format!("unshare({:?})", plan.unshare_flags))?;
+    if !other_unshares.is_empty() {
+        nix::sched::unshare(other_unshares).ctx(|| format!("unshare({other_unshares:?})"))?;
+    }
+    if !early && !cgroup_ns.is_empty() {
+        nix::sched::unshare(cgroup_ns).ctx(|| "unshare(CLONE_NEWCGROUP)".into())?;
     }
     if plan.fork_for_pid {
         nix::sched::unshare(CloneFlags::CLONE_NEWPID).ctx(|| "unshare(CLONE_NEWPID)".into())?;
@@ -148,16 +164,31 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
     if let Some(d) = spec.domainname() {
         set_domainname(d)?;
     }
-    let in_userns = plan.new_user || plan.joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
+    let in_userns = plan.new_user || user_joined;
+    if in_userns && plan.clone_flags.contains(CloneFlags::CLONE_NEWPID) {
+        // Non-dumpable, our /proc/self would belong to the host's root, out of reach of the user
+        // namespace's root; alone in a new pid namespace, nothing can look at us anyway.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    }
     let setup = rootfs::Setup {
         rootfs: &ctx.bundle.rootfs,
         spec,
         cgroup: ctx.cgroup,
         in_userns,
-        new_cgroupns: plan.unshare_flags.contains(CloneFlags::CLONE_NEWCGROUP),
+        new_cgroupns: !cgroup_ns.is_empty(),
         cwd: &ctx.process.cwd,
     };
-    let root_fd = rootfs::prepare(&setup)?;
+    let mut before_cgroups = || -> Result<()> {
+        if early {
+            join_cgroups(&mut state)?;
+            if !cgroup_ns.is_empty() {
+                nix::sched::unshare(cgroup_ns).ctx(|| "unshare(CLONE_NEWCGROUP)".into())?;
+            }
+        }
+        Ok(())
+    };
+    let root_fd = rootfs::prepare(&setup, &mut before_cgroups)?;
 
     ctx.chan.send(Tag::RunHooks, "")?;
     ctx.chan.expect(Tag::Continue)?;

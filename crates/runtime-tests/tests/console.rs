@@ -124,3 +124,25 @@ fn console_socket_for_non_terminal_fails() {
     let msg = assert_failure(&out, "--console-socket with terminal:false");
     assert!(msg.contains("console") || msg.contains("terminal"), "{msg}");
 }
+
+#[test]
+fn foreground_run_relays_the_terminal_and_exit_code() {
+    // `run` in the foreground with terminal:true and no console socket: berth-runtime makes the
+    // console socket itself and relays the pty to its own stdout (as `runc run` does).
+    let rt = setup();
+    let b = tty_bundle("tty; stty size; echo relayed; exit 3", Some((33, 77)));
+    let mut cmd = rt.cmd(&["run", "--bundle", path_str(b.path()), &unique_id("fgtty")]);
+    cmd.stdin(std::process::Stdio::null());
+    let out = output_within(cmd, T);
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit code passed through: {text} {:?}",
+        out
+    );
+    assert!(text.contains("/dev/pts/0\n"), "{text}");
+    assert!(text.contains("33 77\n"), "{text}");
+    assert!(text.contains("relayed\n"), "{text}");
+    assert!(rt.container_ids().is_empty(), "run deletes the container");
+}

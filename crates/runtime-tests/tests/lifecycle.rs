@@ -430,6 +430,95 @@ fn events_stats_json() {
     assert!(usage > 0, "{js}");
 }
 
+/// Reads stdout lines of a running `events` until `pred` holds for one or `limit` passes.
+fn read_events_until(
+    child: &mut std::process::Child,
+    limit: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let done = pred(&v);
+        seen.push(v);
+        if done {
+            break;
+        }
+    }
+    seen
+}
+
+#[test]
+fn events_stream_stats_and_exit_with_the_container() {
+    let rt = setup();
+    let b = Bundle::sh("sleep 1000");
+    let id = unique_id("evstream");
+    rt.start_detached(&b, &id);
+    let mut child = rt
+        .cmd(&["events", "--interval", "100ms", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = read_events_until(&mut child, T, |_| false);
+    assert!(seen.len() >= 3, "a stats event every 100ms: {seen:?}");
+    for ev in &seen {
+        assert_eq!(ev["type"], "stats", "{ev}");
+        assert_eq!(ev["id"], id.as_str());
+        assert_eq!(ev["data"]["pids"]["current"], 1, "{ev}");
+    }
+    rt.ok(&["kill", &id, "KILL"]);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > T {
+            let _ = child.kill();
+            panic!("events did not exit after the container stopped");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn events_report_an_oom_kill() {
+    let rt = setup();
+    let mut b = Bundle::busybox();
+    // Keep pid 1 alive; a child grows a shell variable past the 16 MiB limit and is OOM-killed.
+    b.set_sh("sleep 0.5; sh -c 'x=$(head -c 67108864 /dev/zero | tr \"\\0\" x)'; sleep 1000");
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 16777216, "swap": 16777216});
+    b.write_config();
+    let id = unique_id("evoom");
+    rt.start_detached(&b, &id);
+    let mut child = rt
+        .cmd(&["events", "--interval", "100ms", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = read_events_until(&mut child, Duration::from_secs(15), |v| v["type"] == "oom");
+    let _ = child.kill();
+    let _ = child.wait();
+    let oom = seen.iter().find(|v| v["type"] == "oom");
+    assert!(oom.is_some(), "no oom event in {seen:?}");
+    assert_eq!(oom.unwrap()["id"], id.as_str());
+}
+
 #[test]
 fn preserve_fds() {
     use std::os::fd::AsRawFd;

@@ -54,7 +54,8 @@ pub struct Plan {
     pub unshare_flags: CloneFlags,
     /// Joined by the child, user namespace first.
     pub joins: Vec<Join>,
-    /// pid namespace joined by path: entered by the parent (it only affects children).
+    /// pid namespace joined by path: entered by the child, which then forks the real init into it (a
+    /// pid namespace only affects children; the runtime itself never leaves its own).
     pub pid_join: Option<Join>,
     /// time namespace joined by path: entered by the parent, like pid.
     pub time_join: Option<Join>,
@@ -62,8 +63,8 @@ pub struct Plan {
     pub new_user: bool,
     /// A new time namespace is created (the parent unshares it before clone and writes the offsets).
     pub new_time: bool,
-    /// The child must fork once more so that its child lands in a new pid namespace
-    /// (a new pid namespace that cannot be made by clone, i.e. when a user namespace is joined).
+    /// The child must fork once more so that its child lands in a new pid namespace (one that cannot be
+    /// made by clone, i.e. when a user namespace is joined) or in a pid namespace joined by path.
     pub fork_for_pid: bool,
 }
 
@@ -94,7 +95,10 @@ impl Plan {
                         path: p.clone(),
                     };
                     match t {
-                        LinuxNamespaceType::Pid => plan.pid_join = Some(join),
+                        LinuxNamespaceType::Pid => {
+                            plan.pid_join = Some(join);
+                            plan.fork_for_pid = true;
+                        }
                         LinuxNamespaceType::Time => plan.time_join = Some(join),
                         _ => plan.joins.push(join),
                     }

@@ -211,6 +211,14 @@ impl Runtime {
         let restore = ParentNamespaces::enter(&plan, linux)?;
         if foreground {
             wait::block_signals()?;
+            if plan.fork_for_pid {
+                // The init will be our grandchild: let it be reparented to us so that we can wait for it.
+                // SAFETY: prctl with integer arguments.
+                if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+                    return Err(std::io::Error::last_os_error())
+                        .ctx(|| "prctl(PR_SET_CHILD_SUBREAPER)".into());
+                }
+            }
         }
         // Joining cgroups cheaply: the child is born in the cgroup2 part (CLONE_INTO_CGROUP), so that leaf
         // exists before the clone; it moves itself into the v1 hierarchies (cheap for a thread moving
@@ -381,7 +389,7 @@ impl Runtime {
     }
 }
 
-/// pid and time namespaces entered by the parent for the clone, and left again afterwards.
+/// The time namespace entered (or made) by the parent for the clone, and left again afterwards.
 struct ParentNamespaces {
     saved: Vec<(OwnedFd, CloneFlags)>,
 }
@@ -397,10 +405,6 @@ impl ParentNamespaces {
             )
             .ctx(|| format!("opening /proc/self/ns/{name}"))
         };
-        if let Some(j) = &plan.pid_join {
-            saved.push((save("pid_for_children")?, CloneFlags::CLONE_NEWPID));
-            namespaces::enter(j)?;
-        }
         let time = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
         if let Some(j) = &plan.time_join {
             saved.push((save("time_for_children")?, time));
@@ -434,11 +438,6 @@ impl ParentNamespaces {
 
     fn leave(self) -> Result<()> {
         for (fd, flag) in self.saved {
-            if flag == CloneFlags::CLONE_NEWPID {
-                // The kernel never lets a process go back to an ancestor pid namespace; only children
-                // are affected, so the hooks we run later start in the container's pid namespace.
-                continue;
-            }
             nix::sched::setns(&fd, flag)
                 .ctx(|| "returning to the runtime's own namespace".into())?;
         }

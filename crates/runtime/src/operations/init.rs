@@ -146,7 +146,11 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
         nix::sched::unshare(cgroup_ns).ctx(|| "unshare(CLONE_NEWCGROUP)".into())?;
     }
     if plan.fork_for_pid {
-        nix::sched::unshare(CloneFlags::CLONE_NEWPID).ctx(|| "unshare(CLONE_NEWPID)".into())?;
+        match &plan.pid_join {
+            Some(j) => namespaces::enter(j)?,
+            None => nix::sched::unshare(CloneFlags::CLONE_NEWPID)
+                .ctx(|| "unshare(CLONE_NEWPID)".into())?,
+        }
         let child = namespaces::clone_process(CloneFlags::empty())?;
         if child != 0 {
             // The intermediate: report the real init's pid and leave (the runtime reaps us).
@@ -154,7 +158,8 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
             // SAFETY: _exit in a forked child.
             unsafe { libc::_exit(0) }
         }
-        set_pdeathsig(libc::SIGKILL);
+        // No parent-death signal here: our parent, the intermediate, exits at once. Should the runtime
+        // die, the sync socket reports it and we stop at the next step.
         state.pid = 0;
     }
 

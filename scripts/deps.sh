@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # Packages: build deps, the peers the tests interoperate with, and small root filesystems.
-PKGS=(pkg-config libseccomp-dev gcc busybox-static runc crun podman skopeo umoci procps iproute2 uidmap)
+PKGS=(pkg-config libseccomp-dev gcc busybox-static runc crun podman skopeo umoci docker-registry openssl procps iproute2 uidmap)
 if [ "${1:-}" = "--minimal" ]; then
   PKGS=(pkg-config libseccomp-dev gcc busybox-static procps)
 fi

@@ -217,6 +217,33 @@ pub fn clone3_process(flags: CloneFlags, cgroup: Option<&OwnedFd>) -> Result<i32
     Ok(r as i32)
 }
 
+/// A clone that starts the child in `cgroup`'s cgroup2 directory when there is one (CLONE_INTO_CGROUP),
+/// falling back to a plain clone where that fails. Returns the clone's result and whether the child was
+/// born in the cgroup2 directory (if not, the caller must move it there).
+pub fn clone_into_cgroup(
+    flags: CloneFlags,
+    cgroup: &berth_cgroups::Cgroup,
+) -> Result<(Result<i32>, bool)> {
+    let v2_fd = match cgroup.v2_path() {
+        Some(p) => Some(
+            open(
+                p,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| format!("opening {}", p.display()))?,
+        ),
+        None => None,
+    };
+    Ok(match clone3_process(flags, v2_fd.as_ref()) {
+        Err(_) if v2_fd.is_some() => (clone_process(flags), false),
+        r => {
+            let born = v2_fd.is_some() && r.is_ok();
+            (r, born)
+        }
+    })
+}
+
 /// Namespace files of a running process that differ from ours (those we must join to exec into it).
 pub fn of_process(pid: i32) -> Result<Vec<Join>> {
     use std::os::unix::fs::MetadataExt;

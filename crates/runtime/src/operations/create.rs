@@ -228,23 +228,8 @@ impl Runtime {
         if let Some(p) = cgroup.v2_path() {
             std::fs::create_dir_all(p).ctx(|| format!("creating the cgroup {}", p.display()))?;
         }
-        let v2_fd = match cgroup.v2_path() {
-            Some(p) => Some(
-                nix::fcntl::open(
-                    p,
-                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .ctx(|| format!("opening {}", p.display()))?,
-            ),
-            None => None,
-        };
         let self_join = !plan.new_user;
-        let clone_result = match namespaces::clone3_process(plan.clone_flags, v2_fd.as_ref()) {
-            Err(_) if v2_fd.is_some() => namespaces::clone_process(plan.clone_flags),
-            r => r,
-        };
-        let born_in_v2 = v2_fd.is_some() && clone_result.is_ok();
+        let (clone_result, born_in_v2) = namespaces::clone_into_cgroup(plan.clone_flags, &cgroup)?;
         let pid = match clone_result {
             Ok(0) => {
                 drop(parent_chan);
@@ -284,7 +269,7 @@ impl Runtime {
         }
         cgroup.create()?;
         cgroup.apply(&resources)?;
-        if !self_join || (v2_fd.is_some() && !born_in_v2) {
+        if !self_join || (cgroup.v2_path().is_some() && !born_in_v2) {
             // The slow path (see above): a full move through cgroup.procs.
             cgroup.add_process(pid)?;
         }

@@ -4,9 +4,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
-use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::{create, wait, Runtime};
@@ -99,22 +97,7 @@ impl Runtime {
             wait::block_signals()?;
         }
         let self_join = !joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
-        let v2_fd = match st.cgroup.v2_path() {
-            Some(p) => Some(
-                nix::fcntl::open(
-                    p,
-                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .ctx(|| format!("opening {}", p.display()))?,
-            ),
-            None => None,
-        };
-        let child = match namespaces::clone3_process(CloneFlags::empty(), v2_fd.as_ref()) {
-            Err(_) if v2_fd.is_some() => namespaces::clone_process(CloneFlags::empty()),
-            r => r,
-        };
-        let born_in_v2 = v2_fd.is_some() && child.is_ok();
+        let (child, born_in_v2) = namespaces::clone_into_cgroup(CloneFlags::empty(), &st.cgroup)?;
         let pid = match child? {
             0 => {
                 drop(parent_chan);
@@ -136,7 +119,7 @@ impl Runtime {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         };
-        if !self_join || (v2_fd.is_some() && !born_in_v2) {
+        if !self_join || (st.cgroup.v2_path().is_some() && !born_in_v2) {
             if let Err(e) = st.cgroup.add_process(pid) {
                 kill_child();
                 return Err(e.into());

@@ -210,6 +210,52 @@ pub fn mount_entry(root: BorrowedFd, m: &Mount, in_userns: bool) -> Result<()> {
     apply_propagation(root, dest, &opts.propagation)
 }
 
+/// mount_setattr(2) with AT_RECURSIVE: applies the per-mount flags among `flags` (ro, nosuid, nodev,
+/// noexec) to the mount at `fd` and every mount below it, in one call.
+pub fn set_attr_recursive(fd: &impl std::os::fd::AsRawFd, flags: MsFlags) -> nix::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let mut set = 0u64;
+    for (ms, attr) in [
+        (MsFlags::MS_RDONLY, 0x1u64),
+        (MsFlags::MS_NOSUID, 0x2),
+        (MsFlags::MS_NODEV, 0x4),
+        (MsFlags::MS_NOEXEC, 0x8),
+    ] {
+        if flags.contains(ms) {
+            set |= attr;
+        }
+    }
+    if set == 0 {
+        return Ok(());
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    // SAFETY: mount_setattr reads a mount_attr struct of the given size that we own; "" with AT_EMPTY_PATH
+    // means the descriptor itself.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
+}
+
 /// Reopens `dest` inside `root` (so the descriptor refers to the mount just made on it, not to what was
 /// underneath) and remounts it with `flags`.
 pub fn remount_bind_at(root: BorrowedFd, dest: &Path, flags: MsFlags) -> Result<()> {

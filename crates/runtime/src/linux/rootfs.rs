@@ -179,13 +179,24 @@ fn mount_cgroup(root: BorrowedFd, m: &Mount, s: &Setup) -> Result<()> {
     )
     .ctx(|| format!("mounting tmpfs for cgroups on {}", dest.display()))?;
     drop(target);
+    // The tmpfs is ours and fresh: its entries are single names we create, so plain *at calls on it are safe.
+    let dir = secure_path::open(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .ctx(|| format!("opening {}", dest.display()))?;
     for cm in &cg_mounts {
-        let sub = dest.join(&cm.mountpoint_rel);
-        let t = secure_path::ensure(root, &sub, Kind::Dir)?;
-        let tp = secure_path::proc_fd_path(&t);
+        let name = cm.mountpoint_rel.as_path();
+        let sub = dest.join(name);
+        nix::sys::stat::mkdirat(&dir, name, nix::sys::stat::Mode::from_bits_truncate(0o755))
+            .ctx(|| format!("mkdir {}", sub.display()))?;
+        let t = nix::fcntl::openat(
+            &dir,
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| format!("opening {}", sub.display()))?;
         mount(
             Some(&cm.host_path),
-            &tp,
+            &secure_path::proc_fd_path(&t),
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
@@ -197,28 +208,34 @@ fn mount_cgroup(root: BorrowedFd, m: &Mount, s: &Setup) -> Result<()> {
                 sub.display()
             )
         })?;
-        drop(t);
-        mounts::remount_bind_at(root, &sub, flags)?;
-        let dir = secure_path::open(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
-            .ctx(|| format!("opening {}", dest.display()))?;
         for link in &cm.symlinks {
-            match nix::unistd::symlinkat(cm.mountpoint_rel.as_path(), dir.as_fd(), link.as_str()) {
+            match nix::unistd::symlinkat(name, dir.as_fd(), link.as_str()) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                 Err(e) => return Err(e).ctx(|| format!("cgroup symlink {link}")),
             }
         }
     }
-    if flags.contains(MsFlags::MS_RDONLY) {
-        let t = secure_path::open(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
-            .ctx(|| format!("opening {}", dest.display()))?;
-        mount(
-            None::<&str>,
-            &secure_path::proc_fd_path(&t),
-            None::<&str>,
-            MsFlags::MS_REMOUNT | flags,
-            Some("mode=755"),
-        )
-        .ctx(|| format!("remounting {} read-only", dest.display()))?;
+    // The tmpfs and every bind under it get the mount's flags (ro, nosuid, ...) in one call.
+    let dir = secure_path::open(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .ctx(|| format!("opening {}", dest.display()))?;
+    if let Err(e) = mounts::set_attr_recursive(&dir, flags) {
+        if e != nix::errno::Errno::ENOSYS {
+            return Err(e).ctx(|| format!("setting {flags:?} on {}", dest.display()));
+        }
+        // Kernels before 5.12: one remount per mount.
+        for cm in &cg_mounts {
+            mounts::remount_bind_at(root, &dest.join(&cm.mountpoint_rel), flags)?;
+        }
+        if flags.contains(MsFlags::MS_RDONLY) {
+            mount(
+                None::<&str>,
+                &secure_path::proc_fd_path(&dir),
+                None::<&str>,
+                MsFlags::MS_REMOUNT | flags,
+                Some("mode=755"),
+            )
+            .ctx(|| format!("remounting {} read-only", dest.display()))?;
+        }
     }
     Ok(())
 }

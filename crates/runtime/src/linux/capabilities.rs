@@ -46,11 +46,17 @@ fn convert(set: &Option<oci_spec::runtime::Capabilities>) -> Result<Option<HashS
     Ok(Some(out))
 }
 
+/// The capabilities this kernel knows, probed once (the parent probes; the forked child inherits the answer).
+fn supported() -> &'static HashSet<Capability> {
+    static SUPPORTED: std::sync::OnceLock<HashSet<Capability>> = std::sync::OnceLock::new();
+    SUPPORTED.get_or_init(caps::runtime::thread_all_supported)
+}
+
 /// Converts the spec's names; unknown to this kernel are dropped like runc does (with the bounding set
 /// limited to what the kernel knows).
 pub fn resolve(c: &LinuxCapabilities) -> Result<Resolved> {
-    let known: HashSet<Capability> = caps::runtime::thread_all_supported();
-    let keep = |s: Option<HashSet<Capability>>| s.map(|s| &s & &known);
+    let known = supported();
+    let keep = |s: Option<HashSet<Capability>>| s.map(|s| &s & known);
     Ok(Resolved {
         bounding: keep(convert(c.bounding())?),
         effective: keep(convert(c.effective())?),
@@ -63,7 +69,7 @@ pub fn resolve(c: &LinuxCapabilities) -> Result<Resolved> {
 /// Drops what is not in the bounding set (needs CAP_SETPCAP, so it runs before the user switch).
 pub fn apply_bounding(r: &Resolved) -> Result<()> {
     if let Some(b) = &r.bounding {
-        for cap in caps::runtime::thread_all_supported() {
+        for &cap in supported() {
             if !b.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
                     Error::Invalid(format!("dropping {cap} from the bounding set: {e}"))

@@ -51,6 +51,11 @@ impl Phase {
     }
 }
 
+/// Whether any of `phases` has a hook (so the steps that run them can be skipped when none does).
+pub fn any(hooks: Option<&Hooks>, phases: &[Phase]) -> bool {
+    hooks.is_some_and(|h| phases.iter().any(|p| !p.select(h).is_empty()))
+}
+
 /// Runs the hooks of `phase` in order; the first failure stops the others and is returned.
 pub fn run(hooks: Option<&Hooks>, phase: Phase, state: &StateView) -> Result<()> {
     let Some(h) = hooks else { return Ok(()) };

@@ -24,8 +24,6 @@ pub enum Tag {
     Ready = 3,
     /// child -> parent: a seccomp notify fd to pass to the listener (fd attached).
     SeccompFd = 4,
-    /// parent -> child: start the user process now (`run`, without the exec FIFO).
-    Start = 5,
     /// child -> parent: a fatal error (text payload); the child exits.
     Error = 6,
     /// child -> parent: the exec'd process's own pid (for `exec`, which forks once more).
@@ -39,7 +37,6 @@ impl Tag {
             2 => Tag::RunHooks,
             3 => Tag::Ready,
             4 => Tag::SeccompFd,
-            5 => Tag::Start,
             6 => Tag::Error,
             7 => Tag::Pid,
             _ => return None,

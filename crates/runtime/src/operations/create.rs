@@ -21,6 +21,9 @@ use crate::linux::sync::{self, Tag};
 use crate::state::{self, ContainerState, StateView, Status, FIFO};
 use crate::{Error, Result};
 
+/// The hooks run by the runtime (not the container) during create.
+pub(super) const RUNTIME_HOOKS: [Phase; 2] = [Phase::Prestart, Phase::CreateRuntime];
+
 /// Options of `create` (and `run`), as runc's flags.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -38,7 +41,7 @@ pub struct CreateOptions {
 enum Mode_ {
     /// `create`: the init blocks on the exec FIFO until `start`.
     Create,
-    /// `run`: the parent releases it over the sync socket at once.
+    /// `run`: the init goes on at once after reporting Ready.
     Run,
 }
 
@@ -288,10 +291,13 @@ impl Runtime {
         }
         let mut view = template.clone();
         view.pid = pid;
-        parent_chan.expect(Tag::RunHooks)?;
-        hooks::run(spec.hooks().as_ref(), Phase::Prestart, &view)?;
-        hooks::run(spec.hooks().as_ref(), Phase::CreateRuntime, &view)?;
-        parent_chan.send(Tag::Continue, "")?;
+        // The child stops for these hooks only if there are any (a round trip saved otherwise).
+        if hooks::any(spec.hooks().as_ref(), &RUNTIME_HOOKS) {
+            parent_chan.expect(Tag::RunHooks)?;
+            hooks::run(spec.hooks().as_ref(), Phase::Prestart, &view)?;
+            hooks::run(spec.hooks().as_ref(), Phase::CreateRuntime, &view)?;
+            parent_chan.send(Tag::Continue, "")?;
+        }
         loop {
             let m = parent_chan
                 .recv()?
@@ -351,7 +357,7 @@ impl Runtime {
             write_pid_file(p, pid)?;
         }
         if mode == Mode_::Run {
-            parent_chan.send(Tag::Start, "")?;
+            // The init went on after Ready (nothing to wait for in `run`).
             // EOF means the user's program was exec'd (the socket is close-on-exec).
             match parent_chan.recv()? {
                 None => {}

@@ -28,7 +28,7 @@ use crate::{Error, Result};
 pub(super) enum StartGate {
     /// `create`: open the exec FIFO for writing (blocks until `start` opens it for reading).
     Fifo(RawFd),
-    /// `run`: a `Start` message on the sync socket.
+    /// `run`: no wait; errors go over the sync socket.
     Socket,
 }
 
@@ -195,8 +195,10 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
     };
     let root_fd = rootfs::prepare(&setup, &mut before_cgroups)?;
 
-    ctx.chan.send(Tag::RunHooks, "")?;
-    ctx.chan.expect(Tag::Continue)?;
+    if hooks::any(spec.hooks().as_ref(), &super::create::RUNTIME_HOOKS) {
+        ctx.chan.send(Tag::RunHooks, "")?;
+        ctx.chan.expect(Tag::Continue)?;
+    }
     hooks::run(spec.hooks().as_ref(), Phase::CreateContainer, &state)?;
 
     rootfs::pivot(&ctx.bundle.rootfs, ctx.no_pivot)?;
@@ -258,9 +260,8 @@ fn finish(ctx: &InitContext, gate: StartGate, mut state: StateView) -> Error {
                 f.write_all(b"0").ctx(|| "writing the exec fifo".into())?;
                 LATE_FIFO.with(|c| *c.borrow_mut() = Some(f));
             }
-            StartGate::Socket => {
-                ctx.chan.expect(Tag::Start)?;
-            }
+            // `run`: go on at once; an error still reaches the runtime over the socket.
+            StartGate::Socket => {}
         }
         state.status = Status::Created;
         hooks::run(ctx.spec.hooks().as_ref(), Phase::StartContainer, &state)?;

@@ -1,0 +1,323 @@
+//! `berth`: the container engine's command line. This slice has the image commands: pull, push,
+//! images, inspect, tag, rmi, image prune, save, load, import, login, logout.
+//!
+//! Failures print `Error: ...` on stderr and exit with 125, docker's code for engine failures.
+
+mod archive;
+mod db;
+mod images;
+mod pull;
+mod registry;
+mod store;
+mod util;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::store::Store;
+
+/// Exit status for every berth failure (docker's 125).
+const EXIT_FAILURE: u8 = 125;
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Berth: manage images and containers")]
+struct Cli {
+    /// Storage root (blobs, layers, metadata database).
+    #[arg(long, global = true, default_value = "/var/lib/berth")]
+    root: PathBuf,
+    /// Runtime state directory.
+    #[arg(long, global = true, default_value = "/run/berth")]
+    runroot: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// `--tls-verify`, `--tls-verify=false`.
+#[derive(clap::Args, Clone)]
+struct TlsArgs {
+    /// Verify the registry's TLS certificate (`=false`: do not, and allow plain HTTP).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    tls_verify: Option<bool>,
+    /// Credentials file (default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
+    /// ~/.docker/config.json).
+    #[arg(long)]
+    authfile: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Pull an image from a registry.
+    Pull {
+        /// Print only the image id.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Platform to pick from a multi-platform image: os/arch[/variant].
+        #[arg(long)]
+        platform: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Image reference.
+        reference: String,
+    },
+    /// Push an image to a registry.
+    Push {
+        /// Print nothing but the manifest digest.
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Local image.
+        image: String,
+        /// Destination reference (default: the image's name).
+        destination: Option<String>,
+    },
+    /// List images.
+    Images {
+        /// `json` for machine-readable output.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show an image's configuration as JSON.
+    Inspect {
+        /// Images (name or id).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Add names to an image.
+    Tag {
+        /// Image (name or id).
+        source: String,
+        /// New names.
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Remove images (untag; delete when no tag is left).
+    Rmi {
+        /// Remove an image even when several tags point at it.
+        #[arg(short, long)]
+        force: bool,
+        /// Images (name or id).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Image management.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    /// Write an image to an archive.
+    Save {
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Archive format.
+        #[arg(long, value_enum, default_value = "docker-archive")]
+        format: archive::Format,
+        /// Image (name or id).
+        image: String,
+    },
+    /// Load images from an oci-archive or docker-archive.
+    Load {
+        /// Input file.
+        #[arg(short, long)]
+        input: PathBuf,
+        /// Print nothing.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Make a one-layer image from a rootfs tarball (`-` reads stdin).
+    Import {
+        /// Tarball, or `-`.
+        file: String,
+        /// Name for the image.
+        reference: Option<String>,
+    },
+    /// Store credentials for a registry.
+    Login {
+        /// Username.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Password.
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Registry host.
+        registry: String,
+    },
+    /// Forget the credentials of a registry.
+    Logout {
+        /// Credentials file.
+        #[arg(long)]
+        authfile: Option<PathBuf>,
+        /// Registry host.
+        registry: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Remove images without a tag and unreferenced blobs and layers.
+    Prune {
+        /// Do not ask (berth never asks; accepted for compatibility).
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List images.
+    Ls {
+        /// `json` for machine-readable output.
+        #[arg(long)]
+        format: Option<String>,
+    },
+}
+
+fn json_format(f: Option<&str>) -> Result<bool> {
+    match f {
+        None | Some("table") => Ok(false),
+        Some("json") => Ok(true),
+        Some(o) => anyhow::bail!("unsupported --format {o:?} (want json or table)"),
+    }
+}
+
+fn open(cli: &Cli) -> Result<Store> {
+    Store::open(&cli.root, &cli.runroot)
+}
+
+fn print(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes());
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match &cli.cmd {
+        Cmd::Pull {
+            quiet,
+            platform,
+            tls,
+            reference,
+        } => {
+            let mut store = open(&cli)?;
+            let opts = pull::PullOpts {
+                quiet: *quiet,
+                platform: platform.clone(),
+                tls_verify: tls.tls_verify,
+                authfile: tls.authfile.clone(),
+            };
+            let id = pull::pull(&mut store, reference, &opts)?;
+            print(&format!("{}\n", id.trim_start_matches("sha256:")));
+        }
+        Cmd::Push {
+            quiet,
+            tls,
+            image,
+            destination,
+        } => {
+            let store = open(&cli)?;
+            let d = registry::push(
+                &store,
+                image,
+                destination.as_deref(),
+                tls.tls_verify,
+                tls.authfile.clone(),
+                *quiet,
+            )?;
+            if !*quiet && std::io::stderr().is_terminal() {
+                eprintln!("Pushed {d}");
+            }
+        }
+        Cmd::Images { format }
+        | Cmd::Image {
+            cmd: ImageCmd::Ls { format },
+        } => {
+            let json = json_format(format.as_deref())?;
+            print(&images::images(&open(&cli)?, json)?);
+        }
+        Cmd::Inspect { images: names } => print(&images::inspect(&open(&cli)?, names)?),
+        Cmd::Tag { source, targets } => images::tag(&mut open(&cli)?, source, targets)?,
+        Cmd::Rmi {
+            force,
+            images: names,
+        } => {
+            for l in images::rmi(&mut open(&cli)?, names, *force)? {
+                print(&format!("{l}\n"));
+            }
+        }
+        Cmd::Image {
+            cmd: ImageCmd::Prune { .. },
+        } => {
+            for id in images::prune(&mut open(&cli)?)? {
+                print(&format!("{}\n", id.trim_start_matches("sha256:")));
+            }
+        }
+        Cmd::Save {
+            output,
+            format,
+            image,
+        } => archive::save(&open(&cli)?, image, output, *format)?,
+        Cmd::Load { input, quiet } => {
+            let names = archive::load(&mut open(&cli)?, input)?;
+            if !*quiet {
+                for n in names {
+                    print(&format!("Loaded image: {n}\n"));
+                }
+            }
+        }
+        Cmd::Import { file, reference } => {
+            let id = archive::import(&mut open(&cli)?, file, reference.as_deref())?;
+            print(&format!("{}\n", id.trim_start_matches("sha256:")));
+        }
+        Cmd::Login {
+            username,
+            password,
+            password_stdin,
+            tls,
+            registry: reg,
+        } => {
+            registry::login(
+                reg,
+                username.clone(),
+                password.clone(),
+                *password_stdin,
+                tls.tls_verify,
+                tls.authfile.clone(),
+            )?;
+            print("Login Succeeded!\n");
+        }
+        Cmd::Logout {
+            authfile,
+            registry: reg,
+        } => {
+            registry::logout(reg, authfile.clone())?;
+            print(&format!("Removed login credentials for {reg}\n"));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_FAILURE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

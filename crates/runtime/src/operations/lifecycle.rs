@@ -100,11 +100,14 @@ impl Runtime {
                     revents: 0,
                 });
             }
+            // With a pidfd we can wait as long as the startContainer hooks take: the init's death wakes
+            // us. Without one (no pidfd support), give up after a minute of silence.
+            let timeout = if pidfd.is_some() { -1 } else { 60_000 };
             // SAFETY: poll over pollfds we own.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 10_000) };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n == 0 {
                 return Err(Error::Child(format!(
-                    "container {id:?} did not start within 10s"
+                    "container {id:?} did not start within 60s"
                 )));
             }
             let mut buf = [0u8; 4096];

@@ -6,11 +6,13 @@
 //!   platform selection.
 //! - [`unpack`]: streaming, hardened layer unpacking into a directory for overlayfs stacking.
 //! - [`layout`]: OCI image layout directories and docker-archive (`docker save`) tarballs.
+//! - [`snapshot`]: a container root from a layer stack: an overlay mount, or a copy where overlay fails.
 
 pub mod digest;
 pub mod error;
 pub mod formats;
 pub mod layout;
+pub mod snapshot;
 pub mod store;
 pub mod unpack;
 

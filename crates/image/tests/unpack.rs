@@ -106,10 +106,13 @@ fn full_tar() -> Vec<u8> {
     h.set_size(0);
     b.append_data(&mut h, "loop0", &[][..]).unwrap();
     // Symlinked directories resolve inside the layer (relative and absolute).
+    // The absolute target names a directory that exists in the layer but not on the host, so a
+    // regression fails instead of writing into the host's /usr/lib (as an early version once did).
     raw(&mut b, b"usr/lib/", EntryType::Directory, b"", b"");
+    raw(&mut b, b"berth-test-only/", EntryType::Directory, b"", b"");
     raw(&mut b, b"lib", EntryType::Symlink, b"usr/lib", b"");
     raw(&mut b, b"lib/a", EntryType::Regular, b"", b"A");
-    raw(&mut b, b"abs", EntryType::Symlink, b"/usr/lib", b"");
+    raw(&mut b, b"abs", EntryType::Symlink, b"/berth-test-only", b"");
     raw(&mut b, b"abs/b", EntryType::Regular, b"", b"B");
     // A later entry replaces an earlier one of another type.
     raw(&mut b, b"swap", EntryType::Directory, b"", b"");
@@ -179,7 +182,8 @@ fn unpacks_every_entry_type_with_metadata() {
     assert!(lp.file_type().is_block_device());
     assert_eq!(lp.rdev(), libc::makedev(7, 0));
     assert_eq!(fs::read(p.join("usr/lib/a")).unwrap(), b"A");
-    assert_eq!(fs::read(p.join("usr/lib/b")).unwrap(), b"B");
+    assert_eq!(fs::read(p.join("berth-test-only/b")).unwrap(), b"B");
+    assert!(!Path::new("/berth-test-only").exists());
     assert_eq!(fs::read(p.join("swap")).unwrap(), b"now a file");
 }
 

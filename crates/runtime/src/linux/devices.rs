@@ -63,8 +63,9 @@ pub fn nodes(spec_devices: &[LinuxDevice]) -> Vec<Node> {
 }
 
 /// Creates one node inside the rootfs: mknod, or (in a user namespace, where mknod is not allowed) a
-/// bind mount of the host's node of the same path.
-pub fn create(root: BorrowedFd, n: &Node, in_userns: bool) -> Result<()> {
+/// bind mount of the host's node of the same path. `umask` is the process's current umask (a chmod
+/// fixes the mode only if it took bits off).
+pub fn create(root: BorrowedFd, n: &Node, in_userns: bool, umask: u32) -> Result<()> {
     if !n.path.starts_with("/dev") {
         return Err(Error::Invalid(format!(
             "device path {} is not under /dev",
@@ -101,32 +102,44 @@ pub fn create(root: BorrowedFd, n: &Node, in_userns: bool) -> Result<()> {
         }
     };
     let dev = makedev(n.major as u64, n.minor as u64);
-    // Replace whatever the image left there (never following a symlink: unlinkat removes the link itself).
-    let _ = nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-    mknodat(
-        dir.as_fd(),
-        name,
-        kind,
-        Mode::from_bits_truncate(n.mode & 0o7777),
-        dev,
-    )
-    .ctx(|| format!("mknod {}", n.path.display()))?;
-    nix::unistd::fchownat(
-        dir.as_fd(),
-        name,
-        Some(n.uid.into()),
-        Some(n.gid.into()),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .ctx(|| format!("chown {}", n.path.display()))?;
-    // mknod applies the umask; set the exact mode asked for.
-    nix::sys::stat::fchmodat(
-        dir.as_fd(),
-        name,
-        Mode::from_bits_truncate(n.mode & 0o7777),
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .ctx(|| format!("chmod {}", n.path.display()))
+    let mode = Mode::from_bits_truncate(n.mode & 0o7777);
+    let mknod = || mknodat(dir.as_fd(), name, kind, mode, dev);
+    match mknod() {
+        Ok(()) => {}
+        // Replace whatever the image left there (unlinkat removes a symlink itself, never its target).
+        Err(nix::errno::Errno::EEXIST) => {
+            let _ =
+                nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            mknod().ctx(|| format!("mknod {}", n.path.display()))?;
+        }
+        Err(e) => return Err(e).ctx(|| format!("mknod {}", n.path.display())),
+    }
+    if (n.uid, n.gid)
+        != (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    {
+        nix::unistd::fchownat(
+            dir.as_fd(),
+            name,
+            Some(n.uid.into()),
+            Some(n.gid.into()),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ctx(|| format!("chown {}", n.path.display()))?;
+    }
+    // mknod applied the umask: set the exact mode asked for, unless the umask took nothing off.
+    if n.mode & 0o7777 & umask != 0 {
+        nix::sys::stat::fchmodat(
+            dir.as_fd(),
+            name,
+            mode,
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .ctx(|| format!("chmod {}", n.path.display()))?;
+    }
+    Ok(())
 }
 
 /// The device cgroup rules every container gets after the spec's own (as runc): mknod of anything, and

@@ -84,9 +84,13 @@ pub fn prepare(s: &Setup, before_cgroups: &mut dyn FnMut() -> Result<()>) -> Res
     } else {
         devices::nodes(&spec_devices)
     };
-    for n in &nodes {
-        devices::create(root.as_fd(), n, s.in_userns)?;
-    }
+    // With no umask, mknod gives each node exactly its mode (no chmod afterwards).
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let made = nodes
+        .iter()
+        .try_for_each(|n| devices::create(root.as_fd(), n, s.in_userns, 0));
+    nix::sys::stat::umask(umask);
+    made?;
     if !dev_bound {
         dev_symlinks(root.as_fd(), devpts)?;
     }

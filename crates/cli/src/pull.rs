@@ -1,23 +1,31 @@
 //! `berth pull`: manifest (an index resolved to one platform), config, then the layers, fetched in
 //! parallel (one thread per layer, at most [`PARALLEL`] at once).
 //!
-//! Each layer blob is streamed from the registry into the blob store's temp file while its digest is
-//! checked (the registry client verifies it, the store verifies it again on commit), then unpacked
-//! from the stored file into a temp dir that is renamed into `layers/<diffid>` (the DiffID is checked
-//! while unpacking). Storing first and unpacking second (rather than teeing the HTTP body straight
-//! into the unpacker) keeps a retried or resumed download from ever feeding a half body to the
-//! unpacker, at the cost of reading each blob twice from the page cache. The image is recorded in
-//! one transaction only after every blob and layer is in place.
+//! Each layer blob is downloaded once and teed: every chunk goes into the blob store's temp file
+//! and, through a bounded channel, to `unpack_layer` on a second thread, so download, hashing,
+//! decompression and unpacking overlap. The registry client never hands the sink a byte twice
+//! (a retried download resumes with a `Range` request past what was written), and a download that
+//! fails ends the channel with an error rather than an EOF, so the unpacker never takes a short
+//! body for a whole one; an unpacker that stops early on bad data lets the download finish into
+//! the store's temp file, so a corrupt blob is still reported as a digest mismatch. The layer is unpacked into a temp dir that is renamed into
+//! `layers/<diffid>` only after the unpacker has checked both the blob digest and the DiffID AND
+//! the blob store has committed the blob (checking its digest again); on any failure the temp
+//! dir is removed and nothing is recorded. A blob already in the store (or a layer already
+//! unpacked) takes the old path: store, then unpack from the stored file. The image is recorded
+//! in one transaction only after every blob and layer is in place.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::fs;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_image::formats::{
-    host_platform, parse_document, select_platform, Descriptor, Document, Manifest,
+    host_platform, layer_type, parse_document, select_platform, Descriptor, Document, Manifest,
 };
+use berth_image::unpack::{unpack_layer, UnpackOptions};
 use berth_image::Digest;
 use berth_registry::{Client, Reference, Repository};
 
@@ -26,6 +34,11 @@ use crate::store::{Content, Store, MAX_JSON};
 
 /// Most layers downloaded at once.
 pub const PARALLEL: usize = 4;
+
+/// Chunks (of up to 64 KiB) queued between a download and its unpacker.
+const QUEUE: usize = 64;
+
+static STREAM_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Options of `berth pull`.
 pub struct PullOpts {
@@ -156,9 +169,8 @@ fn fetch_layers(
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<u64>>>> = Mutex::new((0..n).map(|_| None).collect());
     let work = |i: usize, l: &Descriptor| -> Result<u64> {
-        fetch_blob(client, store, repo, &l.digest)
+        let size = fetch_layer(client, store, repo, l, &diff_ids[i])
             .with_context(|| format!("fetching layer {}", l.digest))?;
-        let size = store.ensure_layer(&l.digest, &l.media_type, &diff_ids[i])?;
         if progress {
             eprintln!(
                 "Copying blob {} done ({} bytes)",
@@ -205,4 +217,234 @@ fn fetch_layers(
         return Err(anyhow!("only {} of {n} layers were fetched", sizes.len()));
     }
     Ok(sizes)
+}
+
+/// Fetch and unpack layer `l`; returns its uncompressed size. Streams (see the module docs)
+/// unless the blob or the layer is in the store already.
+fn fetch_layer(
+    client: &Client,
+    store: &Content,
+    repo: &Repository,
+    l: &Descriptor,
+    diff_id: &Digest,
+) -> Result<u64> {
+    if store.blobs.has(&l.digest) || store.layer_dir(diff_id.as_str()).is_dir() {
+        fetch_blob(client, store, repo, &l.digest)?;
+        return store.ensure_layer(&l.digest, &l.media_type, diff_id);
+    }
+    let final_dir = store.layer_dir(diff_id.as_str());
+    let layers = final_dir
+        .parent()
+        .ok_or_else(|| anyhow!("layer dir {} has no parent", final_dir.display()))?;
+    // `.tmp-<pid>-` like the store's own temp dirs, so a dead pull's leftovers are cleaned.
+    let n = STREAM_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = layers.join(format!(".tmp-{}-s{n}", std::process::id()));
+    fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let res = stream_layer(client, store, repo, l, diff_id, &tmp, &final_dir);
+    if res.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    res
+}
+
+/// Download `l` once into the blob store and, at the same time, unpack it into `tmp`; rename
+/// `tmp` to `final_dir` once both digests, the DiffID and the blob commit are good.
+fn stream_layer(
+    client: &Client,
+    store: &Content,
+    repo: &Repository,
+    l: &Descriptor,
+    diff_id: &Digest,
+    tmp: &Path,
+    final_dir: &Path,
+) -> Result<u64> {
+    let compression = layer_type(&l.media_type)?.compression;
+    let registry_digest = to_registry_digest(&l.digest)?;
+    let mut w = store.blobs.writer()?;
+    let (tx, rx) = sync_channel(QUEUE);
+    let (download, unpacked) = std::thread::scope(|s| {
+        let unpacker = s.spawn(move || {
+            let opts = UnpackOptions {
+                compression: Some(compression),
+                expected_digest: Some(l.digest.clone()),
+                expected_diff_id: Some(diff_id.clone()),
+                ..UnpackOptions::default()
+            };
+            unpack_layer(ChannelReader::new(rx), tmp, &opts).map_err(anyhow::Error::from)
+        });
+        let mut tee = Tee {
+            file: &mut w,
+            tx: Some(tx),
+            unpacker_gone: false,
+        };
+        let download = client.get_blob(repo, &registry_digest, &mut tee, None);
+        if download.is_ok() {
+            tee.finish();
+        }
+        // Dropping the sender without `Done` makes the unpacker fail rather than see an EOF.
+        drop(tee);
+        let unpacked = unpacker
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the unpacker thread panicked")));
+        (download, unpacked)
+    });
+    // A bad download (digest mismatch, lost connection) is the cause of any unpack error too.
+    download?;
+    let u = unpacked.context("unpacking")?;
+    w.commit(Some(&l.digest))?;
+    let size_file = final_dir.with_extension("size");
+    fs::write(&size_file, u.uncompressed_size.to_string())
+        .with_context(|| format!("writing {}", size_file.display()))?;
+    match fs::rename(tmp, final_dir) {
+        Ok(()) => {}
+        // Someone else finished the same layer first: theirs is as good as ours.
+        Err(e)
+            if final_dir.is_dir()
+                && matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) =>
+        {
+            let _ = fs::remove_dir_all(tmp);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("renaming layer into {}", final_dir.display()))
+        }
+    }
+    Ok(u.uncompressed_size)
+}
+
+/// What travels from a download to its unpacker.
+enum Chunk {
+    Data(Vec<u8>),
+    /// The download finished and its digest checked out.
+    Done,
+}
+
+/// Writes each chunk to the blob file and sends a copy to the unpacker.
+struct Tee<'a, W: Write> {
+    file: &'a mut W,
+    tx: Option<SyncSender<Chunk>>,
+    unpacker_gone: bool,
+}
+
+impl<W: Write> Tee<'_, W> {
+    fn finish(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Chunk::Done);
+        }
+    }
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("layer stream already finished"))?;
+        self.file.write_all(buf)?;
+        // An unpacker that stopped (on bad data) no longer gets chunks, but the download goes
+        // on so that its digest check can say whether the blob itself was bad.
+        if !self.unpacker_gone && tx.send(Chunk::Data(buf.to_vec())).is_err() {
+            self.unpacker_gone = true;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Reads the chunks a [`Tee`] sends; a sender dropped before `Done` is an error, not an EOF.
+struct ChannelReader {
+    rx: Receiver<Chunk>,
+    cur: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<Chunk>) -> Self {
+        ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Chunk::Data(v)) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Ok(Chunk::Done) => self.done = true,
+                Err(_) => return Err(io::Error::other("the layer download was aborted")),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tee_feeds_both_and_done_is_eof() {
+        let (tx, rx) = sync_channel(QUEUE);
+        let mut file = Vec::new();
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            ChannelReader::new(rx).read_to_end(&mut out).map(|_| out)
+        });
+        let mut tee = Tee {
+            file: &mut file,
+            tx: Some(tx),
+            unpacker_gone: false,
+        };
+        tee.write_all(b"hello ").unwrap();
+        tee.write_all(b"world").unwrap();
+        tee.finish();
+        assert!(tee.write(b"late").is_err());
+        drop(tee);
+        assert_eq!(reader.join().unwrap().unwrap(), b"hello world");
+        assert_eq!(file, b"hello world");
+    }
+
+    #[test]
+    fn aborted_download_is_an_error_not_eof() {
+        let (tx, rx) = sync_channel(QUEUE);
+        tx.send(Chunk::Data(b"half".to_vec())).unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        let e = ChannelReader::new(rx).read_to_end(&mut out).unwrap_err();
+        assert!(e.to_string().contains("aborted"), "{e}");
+        assert_eq!(out, b"half");
+    }
+
+    #[test]
+    fn gone_unpacker_lets_the_download_finish() {
+        let (tx, rx) = sync_channel(1);
+        drop(rx);
+        let mut file = Vec::new();
+        let mut tee = Tee {
+            file: &mut file,
+            tx: Some(tx),
+            unpacker_gone: false,
+        };
+        tee.write_all(b"x").unwrap();
+        tee.write_all(b"y").unwrap();
+        assert!(tee.unpacker_gone);
+        drop(tee);
+        assert_eq!(file, b"xy", "the blob file still gets every byte");
+    }
 }

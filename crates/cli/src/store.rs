@@ -61,7 +61,18 @@ impl Store {
         let blobs = BlobStore::open(root)?;
         clean_stale(&root.join("layers"), ".tmp-")?;
         clean_stale(root, ".load-")?;
+        // Opening runs the WAL switch and the schema: SQLite can answer "database is locked" at once
+        // (no busy wait) when several processes do that on a brand-new file, so openings take turns.
+        let init = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join("init.lock"))
+            .with_context(|| format!("opening {}", root.join("init.lock").display()))?;
+        let init = Flock::lock(init, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow!("locking {}: {e}", root.join("init.lock").display()))?;
         let db = Db::open(&root.join("berth.db"))?;
+        drop(init);
         Ok(Store {
             content: Content {
                 root: root.to_path_buf(),

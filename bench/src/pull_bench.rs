@@ -22,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::json;
+use stats::{loadavg, rotated};
 
 use pull::columns::{self, ALL};
 use pull::images::{self, Image, MultiShape};
@@ -232,16 +233,4 @@ fn default_berth() -> PathBuf {
         .and_then(|p| p.parent().map(|d| d.join("berth")))
         .filter(|p| p.is_file())
         .unwrap_or_else(|| Path::new("target/release/berth").to_path_buf())
-}
-
-/// The first three fields of /proc/loadavg, or `?`.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// Column indices `0..n` rotated left by `round`.
-fn rotated(n: usize, round: usize) -> impl Iterator<Item = usize> {
-    (0..n).map(move |k| (k + round) % n.max(1))
 }

@@ -66,11 +66,7 @@ pub fn table(workloads: &[Workload]) -> String {
                 col, s.median, s.p90, s.min, xf
             ));
         }
-        let ratios = w.ratios();
-        if !ratios.is_empty() {
-            let line: Vec<String> = ratios.iter().map(|(k, r)| format!("{k} {r:.2}")).collect();
-            out.push_str(&format!("  ratios of medians: {}\n", line.join(", ")));
-        }
+        out.push_str(&crate::stats::ratios_line(&w.ratios()));
     }
     out
 }

@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use berth_runtime_tests::{Bundle, BUSYBOX};
 use clap::Parser;
 use serde_json::json;
+use stats::{loadavg, rotated};
 
 use columns::{Column, ALL};
 use report::Workload;
@@ -206,18 +207,6 @@ fn run(args: Args) -> Result<()> {
         println!("\nwrote {}", path.display());
     }
     Ok(())
-}
-
-/// The first three fields of /proc/loadavg (1, 5, 15 minutes), or `?`.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// Column indices `0..n` rotated left by `round`: round i starts with column i mod n.
-fn rotated(n: usize, round: usize) -> impl Iterator<Item = usize> {
-    (0..n).map(move |k| (k + round) % n.max(1))
 }
 
 /// The columns that were asked for and whose binary exists; a missing one is skipped with a

@@ -39,6 +39,27 @@ impl Summary {
     }
 }
 
+/// The 1, 5 and 15 minute load averages, as printed before and after a run.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Column indices `0..n` rotated left by `round`: round i starts with column i mod n.
+pub fn rotated(n: usize, round: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |k| (k + round) % n.max(1))
+}
+
+/// The "ratios of medians" line of a table, or nothing when there are none.
+pub fn ratios_line(ratios: &[(String, f64)]) -> String {
+    if ratios.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = ratios.iter().map(|(k, r)| format!("{k} {r:.2}")).collect();
+    format!("  ratios of medians: {}\n", parts.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Summary;

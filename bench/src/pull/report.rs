@@ -89,11 +89,7 @@ pub fn table(runs: &[ImageRun]) -> String {
                 mb_per_s(r.uncompressed, s.median)
             ));
         }
-        let ratios = r.ratios();
-        if !ratios.is_empty() {
-            let line: Vec<String> = ratios.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
-            out.push_str(&format!("  ratios of medians: {}\n", line.join(", ")));
-        }
+        out.push_str(&crate::stats::ratios_line(&r.ratios()));
     }
     out
 }

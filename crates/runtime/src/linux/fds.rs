@@ -30,3 +30,13 @@ pub fn clear_cloexec(fd: i32) -> Result<()> {
     }
     Ok(())
 }
+
+/// Leaves open across exec only stdio and the `preserve` descriptors that follow it (3 .. 3+preserve):
+/// everything above is marked close-on-exec, the preserved ones are cleared of it.
+pub fn keep_only_stdio_and(preserve: u32) -> Result<()> {
+    cloexec_from(3 + preserve)?;
+    for fd in 3..3 + preserve as i32 {
+        clear_cloexec(fd)?;
+    }
+    Ok(())
+}

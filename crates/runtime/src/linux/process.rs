@@ -165,6 +165,18 @@ impl Prepared {
         Ok(())
     }
 
+    /// The early seccomp load (see [`Prepared::seccomp_early`]): sets no_new_privs first if asked, loads
+    /// the filter and returns its notify fd, if any. Does nothing when the filter is loaded late.
+    pub fn load_seccomp_early(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        if !self.seccomp_early() {
+            return Ok(None);
+        }
+        if self.no_new_privs {
+            set_no_new_privs()?;
+        }
+        self.load_seccomp()
+    }
+
     /// Loads the seccomp filter; returns the notify fd if it has one.
     pub fn load_seccomp(&self) -> Result<Option<std::os::fd::OwnedFd>> {
         match &self.seccomp {
@@ -273,6 +285,12 @@ impl Prepared {
 fn cstring_path(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| Error::Invalid(format!("path {} contains a NUL byte", p.display())))
+}
+
+/// prctl(PR_SET_PDEATHSIG): `sig` when the parent dies, 0 to clear.
+pub fn set_pdeathsig(sig: i32) {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) };
 }
 
 /// prctl(PR_SET_NO_NEW_PRIVS).

@@ -165,8 +165,7 @@ fn exec_child(
             Some(&nix::sys::signal::SigSet::empty()),
             None,
         );
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        process::set_pdeathsig(libc::SIGKILL);
         if let Some(cg) = join_cgroup {
             cg.join_self_v1()?;
         }
@@ -178,22 +177,14 @@ fn exec_child(
             console::setup(c, p.console_size)?;
         }
         p.apply_privileged()?;
-        if p.seccomp_early() {
-            if p.no_new_privs {
-                process::set_no_new_privs()?;
-            }
-            p.load_seccomp()?;
-        }
+        // A notify filter's fd is not handed to a listener for exec'd processes (only for the init).
+        drop(p.load_seccomp_early()?);
         p.drop_privileges()?;
         let program = p.resolve_program()?;
         p.check_program(&program)?;
         let env = p.final_env();
-        fds::cloexec_from(3 + preserve_fds)?;
-        for fd in 3..3 + preserve_fds as i32 {
-            fds::clear_cloexec(fd)?;
-        }
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+        fds::keep_only_stdio_and(preserve_fds)?;
+        process::set_pdeathsig(0);
         chan.send(Tag::Ready, "")?;
         if !p.seccomp_early() {
             p.load_seccomp()?;

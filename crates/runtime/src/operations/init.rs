@@ -82,11 +82,6 @@ thread_local! {
     static LATE_FIFO: std::cell::RefCell<Option<std::fs::File>> = const { std::cell::RefCell::new(None) };
 }
 
-fn set_pdeathsig(sig: i32) {
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) };
-}
-
 fn unblock_signals() {
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
@@ -105,7 +100,7 @@ fn become_ns_root() -> Result<()> {
 fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
     unblock_signals();
     // If the runtime dies mid-setup, so do we (cleared before the runtime may exit).
-    set_pdeathsig(libc::SIGKILL);
+    process::set_pdeathsig(libc::SIGKILL);
     let plan = ctx.plan;
     let spec = ctx.spec;
     let linux = spec.linux().as_ref();
@@ -223,23 +218,15 @@ fn setup(ctx: &InitContext) -> Result<(StartGate, StateView)> {
 
     let p = ctx.process;
     p.apply_privileged()?;
-    if p.seccomp_early() {
-        if p.no_new_privs {
-            process::set_no_new_privs()?;
-        }
-        if let Some(fd) = p.load_seccomp()? {
-            ctx.chan.send_fd(Tag::SeccompFd, "", Some(fd.as_raw_fd()))?;
-            drop(fd);
-            ctx.chan.expect(Tag::Continue)?;
-        }
+    if let Some(fd) = p.load_seccomp_early()? {
+        ctx.chan.send_fd(Tag::SeccompFd, "", Some(fd.as_raw_fd()))?;
+        drop(fd);
+        ctx.chan.expect(Tag::Continue)?;
     }
     p.drop_privileges()?;
-    fds::cloexec_from(3 + ctx.preserve_fds)?;
-    for fd in 3..3 + ctx.preserve_fds as i32 {
-        fds::clear_cloexec(fd)?;
-    }
+    fds::keep_only_stdio_and(ctx.preserve_fds)?;
     // From here the runtime may exit (create returns): survive it.
-    set_pdeathsig(0);
+    process::set_pdeathsig(0);
     ctx.chan.send(Tag::Ready, "")?;
     Ok((ctx.gate, state))
 }

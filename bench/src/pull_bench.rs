@@ -17,7 +17,6 @@ mod pull;
 mod stats;
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -193,19 +192,11 @@ fn run(args: Args) -> Result<()> {
     println!("\nload average after: {load_after}");
 
     if let Some(path) = &args.json {
-        let unix_time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let bins: serde_json::Map<String, serde_json::Value> = cols
-            .iter()
-            .map(|c| {
-                (
-                    c.name.to_string(),
-                    json!({"bin": c.bin.display().to_string(), "version": c.version}),
-                )
-            })
-            .collect();
+        let unix_time = stats::unix_time();
+        let bins = stats::columns_json(
+            cols.iter()
+                .map(|c| (c.name, &c.bin as &Path, c.version.as_str())),
+        );
         let meta = json!({
             "unix_time": unix_time,
             "kernel": kernel,
@@ -217,9 +208,7 @@ fn run(args: Args) -> Result<()> {
             "loadavg_after": load_after,
             "columns": bins,
         });
-        let doc = serde_json::to_string_pretty(&report::json(meta, &runs))?;
-        std::fs::write(path, doc + "\n").with_context(|| format!("writing {}", path.display()))?;
-        println!("\nwrote {}", path.display());
+        stats::write_json(path, &report::json(meta, &runs))?;
     }
     drop(reg);
     base.close().context("removing the work dir")?;

@@ -39,6 +39,38 @@ impl Summary {
     }
 }
 
+/// Seconds since the epoch, for the `--json` metadata.
+pub fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The `columns` object of the `--json` metadata: each column's binary and version.
+pub fn columns_json<'a>(
+    cols: impl Iterator<Item = (&'a str, &'a std::path::Path, &'a str)>,
+) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = cols
+        .map(|(name, bin, version)| {
+            (
+                name.to_string(),
+                serde_json::json!({"bin": bin.display().to_string(), "version": version}),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
+
+/// Writes the `--json` document (pretty, newline-terminated) and says so.
+pub fn write_json(path: &std::path::Path, doc: &serde_json::Value) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = serde_json::to_string_pretty(doc)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    println!("\nwrote {}", path.display());
+    Ok(())
+}
+
 /// The 1, 5 and 15 minute load averages, as printed before and after a run.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

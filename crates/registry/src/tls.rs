@@ -19,22 +19,7 @@ pub(crate) fn registry_cas(
     certs_root: &Path,
     registry: &str,
 ) -> Result<Vec<CertificateDer<'static>>> {
-    let dir = certs_root.join(registry);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(Error::io(
-                format!("reading CA directory {}", dir.display()),
-                e,
-            ))
-        }
-    };
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-        .collect();
-    paths.sort();
+    let paths = files_with_extension(&certs_root.join(registry), "crt")?;
     let mut out = Vec::new();
     for p in paths {
         let iter = CertificateDer::pem_file_iter(&p)
@@ -46,6 +31,26 @@ pub(crate) fn registry_cas(
     Ok(out)
 }
 
+/// The files of `dir` ending in `.ext`, sorted; none when the directory does not exist.
+fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<std::path::PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::io(
+                format!("reading CA directory {}", dir.display()),
+                e,
+            ))
+        }
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// A client certificate chain and its key.
 pub(crate) type ClientCert = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
@@ -55,22 +60,7 @@ pub(crate) fn registry_client_cert(
     certs_root: &Path,
     registry: &str,
 ) -> Result<Option<ClientCert>> {
-    let dir = certs_root.join(registry);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::io(
-                format!("reading CA directory {}", dir.display()),
-                e,
-            ))
-        }
-    };
-    let mut certs: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "cert"))
-        .collect();
-    certs.sort();
+    let certs = files_with_extension(&certs_root.join(registry), "cert")?;
     let Some(cert) = certs.into_iter().next() else {
         return Ok(None);
     };

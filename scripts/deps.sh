@@ -3,8 +3,10 @@
 # Used by scripts/quickstart.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
-# Packages: build deps, the peers the tests interoperate with, and small root filesystems.
-PKGS=(pkg-config libseccomp-dev gcc busybox-static runc crun podman skopeo umoci docker-registry openssl procps iproute2 uidmap)
+# Packages: build deps, the peers the tests interoperate with (docker.io: a private dockerd for
+# `docker load`/`docker save` interop; the tests start their own, the host service is not used),
+# and small root filesystems.
+PKGS=(pkg-config libseccomp-dev gcc busybox-static runc crun podman skopeo umoci docker-registry docker.io openssl procps iproute2 uidmap util-linux)
 if [ "${1:-}" = "--minimal" ]; then
   PKGS=(pkg-config libseccomp-dev gcc busybox-static procps)
 fi

@@ -41,6 +41,30 @@ pub struct MultiShape {
     pub large_mib: u64,
 }
 
+impl MultiShape {
+    /// The multi-layer image: about 400 MB uncompressed in many files. 8 layers of 3600
+    /// text files (0.5-16 KiB) and two 8 MiB files each: 28 816 files, ~400 MB of tar.
+    pub const DEFAULT: MultiShape = MultiShape {
+        layers: 8,
+        small: 3600,
+        large: 2,
+        large_mib: 8,
+    };
+
+    /// Expected uncompressed size (tar bytes): small files average 8.25 KiB, plus a 512-byte
+    /// header and on average 256 bytes of padding per file.
+    pub fn approx_tar_bytes(&self) -> u64 {
+        let small = self.small * (512 + (16 * 1024 - 512) / 2 + 512 + 256);
+        let large = self.large * ((self.large_mib << 20) + 512);
+        self.layers * (small + large)
+    }
+
+    /// Regular files in the image.
+    pub fn files(&self) -> u64 {
+        self.layers * (self.small + self.large)
+    }
+}
+
 /// An OCI layout under construction in `dir`, image tag `t`.
 struct Layout {
     dir: PathBuf,
@@ -235,7 +259,16 @@ fn mirror_from(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::mirror_from;
+    use super::{mirror_from, MultiShape};
+
+    #[test]
+    fn default_multi_image_is_about_400_mb_in_many_files() {
+        let s = MultiShape::DEFAULT;
+        let mb = s.approx_tar_bytes() as f64 / 1e6;
+        assert!((380.0..=420.0).contains(&mb), "{mb} MB");
+        assert!(s.files() > 25_000, "{} files", s.files());
+        assert!(s.layers > 4, "more layers than pulled at once");
+    }
 
     #[test]
     fn mirror_from_both_formats() {

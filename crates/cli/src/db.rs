@@ -95,6 +95,11 @@ impl Db {
         Ok(Db { conn })
     }
 
+    /// The connection, for the tables other modules own (containers).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Start an immediate (write-locking) transaction.
     pub fn write(&mut self) -> Result<Transaction<'_>> {
         Ok(self

@@ -1,11 +1,15 @@
-//! `berth`: the container engine's command line. This slice has the image commands: pull, push,
-//! images, inspect, tag, rmi, image prune, save, load, import, login, logout.
+//! `berth`: the container engine's command line: the container commands (run, create, start, stop,
+//! kill, restart, rm, ps, logs, exec, attach, wait, inspect; see `container/`) and the image
+//! commands (pull, push, images, inspect, history, tag, rmi, image prune, save, load, import, login,
+//! logout).
 //!
 //! Failures print `Error: ...` on stderr and exit with 125, docker's code for engine failures.
 
 mod archive;
+mod container;
 mod db;
 mod images;
+mod progress;
 mod pull;
 mod registry;
 mod store;
@@ -50,6 +54,8 @@ struct TlsArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
+    #[command(flatten)]
+    Containers(Box<container::commands::Commands>),
     /// Pull an image from a registry.
     Pull {
         /// Print only the image id.
@@ -86,6 +92,17 @@ enum Cmd {
         /// Images (name or id).
         #[arg(required = true)]
         images: Vec<String>,
+    },
+    /// Show the steps that built an image (its config's history, matched to its layers).
+    History {
+        /// `json` for machine-readable output.
+        #[arg(long)]
+        format: Option<String>,
+        /// Do not shorten the ids and CREATED BY.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Image (name or id).
+        image: String,
     },
     /// Add names to an image.
     Tag {
@@ -187,7 +204,16 @@ fn json_format(f: Option<&str>) -> Result<bool> {
 }
 
 fn open(cli: &Cli) -> Result<Store> {
-    Store::open(&cli.root, &cli.runroot)
+    let store = Store::open(&cli.root, &cli.runroot)?;
+    container::record::ensure_schema(store.db.conn())?;
+    Ok(store)
+}
+
+fn paths(cli: &Cli) -> container::Paths {
+    container::Paths {
+        root: cli.root.clone(),
+        runroot: cli.runroot.clone(),
+    }
 }
 
 fn print(s: &str) {
@@ -195,8 +221,11 @@ fn print(s: &str) {
     let _ = out.write_all(s.as_bytes());
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<u8> {
     match &cli.cmd {
+        Cmd::Containers(c) => {
+            return container::commands::dispatch(&mut open(&cli)?, &paths(&cli), c);
+        }
         Cmd::Pull {
             quiet,
             platform,
@@ -239,7 +268,21 @@ fn run(cli: Cli) -> Result<()> {
             let json = json_format(format.as_deref())?;
             print(&images::images(&open(&cli)?, json)?);
         }
-        Cmd::Inspect { images: names } => print(&images::inspect(&open(&cli)?, names)?),
+        Cmd::Inspect { images: names } => {
+            let store = open(&cli)?;
+            match container::commands::inspect_containers(&store, &paths(&cli), names)? {
+                Some(out) => print(&out),
+                None => print(&images::inspect(&store, names)?),
+            }
+        }
+        Cmd::History {
+            format,
+            no_trunc,
+            image,
+        } => {
+            let json = json_format(format.as_deref())?;
+            print(&images::history(&open(&cli)?, image, json, *no_trunc)?);
+        }
         Cmd::Tag { source, targets } => images::tag(&mut open(&cli)?, source, targets)?,
         Cmd::Rmi {
             force,
@@ -298,7 +341,7 @@ fn run(cli: Cli) -> Result<()> {
             print(&format!("Removed login credentials for {reg}\n"));
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 fn main() -> ExitCode {
@@ -314,10 +357,22 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("Error: {e:#}");
-            ExitCode::from(EXIT_FAILURE)
+            match e.downcast_ref::<container::ExitStatus>() {
+                Some(s) => ExitCode::from(s.code),
+                None => ExitCode::from(EXIT_FAILURE),
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

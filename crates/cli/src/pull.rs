@@ -29,6 +29,7 @@ use berth_image::unpack::{unpack_layer, UnpackOptions};
 use berth_image::Digest;
 use berth_registry::{Client, Reference, Repository};
 
+use crate::progress::{self, Bar, Progress};
 use crate::registry::{client_for, to_registry_digest};
 use crate::store::{Content, Store, MAX_JSON};
 
@@ -56,7 +57,10 @@ pub struct PullOpts {
 pub fn pull(store: &mut Store, reference: &str, opts: &PullOpts) -> Result<String> {
     let r = Reference::parse(reference)?;
     let client = client_for(r.registry(), opts.tls_verify, opts.authfile.clone());
-    let progress = !opts.quiet && std::io::stdout().is_terminal();
+    let progress = Progress::new(progress::enabled(
+        opts.quiet,
+        std::io::stderr().is_terminal(),
+    ));
     let _lock = store.lock_shared()?;
 
     let top = client
@@ -83,14 +87,14 @@ pub fn pull(store: &mut Store, reference: &str, opts: &PullOpts) -> Result<Strin
         bail!("{r}: config of {} bytes is too large", manifest.config.size);
     }
     let repo = r.repo();
-    fetch_blob(&client, store, &repo, &manifest.config.digest)
+    let config_bar = progress.bar(
+        "config",
+        manifest.config.digest.as_str(),
+        manifest.config.size,
+    );
+    fetch_blob(&client, store, &repo, &manifest.config.digest, &config_bar)
         .with_context(|| format!("fetching config {}", manifest.config.digest))?;
-    if progress {
-        eprintln!(
-            "Copying config {} done",
-            &manifest.config.digest.hex()[..12]
-        );
-    }
+    config_bar.finish("done");
     let config_bytes = store.read_blob(manifest.config.digest.as_str())?;
     let config = berth_image::formats::ImageConfig::parse(&config_bytes)?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
@@ -106,7 +110,7 @@ pub fn pull(store: &mut Store, reference: &str, opts: &PullOpts) -> Result<Strin
         &repo,
         &manifest,
         &config.rootfs.diff_ids,
-        progress,
+        &progress,
     )?;
     let tags: Vec<String> = r
         .tag()
@@ -121,9 +125,7 @@ pub fn pull(store: &mut Store, reference: &str, opts: &PullOpts) -> Result<Strin
         &tags,
         Some(&sizes),
     )?;
-    if progress {
-        eprintln!("Writing manifest to image destination");
-    }
+    progress.println("Writing manifest to image destination");
     Ok(id)
 }
 
@@ -144,13 +146,21 @@ fn platform(p: Option<&str>) -> Result<(String, String, Option<String>)> {
     }
 }
 
-/// Download blob `d` into the store unless it is there already.
-fn fetch_blob(client: &Client, store: &Content, repo: &Repository, d: &Digest) -> Result<()> {
+/// Download blob `d` into the store unless it is there already, counting bytes on `bar`.
+fn fetch_blob(
+    client: &Client,
+    store: &Content,
+    repo: &Repository,
+    d: &Digest,
+    bar: &Bar,
+) -> Result<()> {
     if store.blobs.has(d) {
+        bar.finish("already exists");
         return Ok(());
     }
+    bar.start();
     let mut w = store.blobs.writer()?;
-    client.get_blob(repo, &to_registry_digest(d)?, &mut w, None)?;
+    client.get_blob(repo, &to_registry_digest(d)?, &mut bar.writer(&mut w), None)?;
     w.commit(Some(d))?;
     Ok(())
 }
@@ -162,23 +172,30 @@ fn fetch_layers(
     repo: &Repository,
     manifest: &Manifest,
     diff_ids: &[Digest],
-    progress: bool,
+    progress: &Progress,
 ) -> Result<Vec<u64>> {
     let n = manifest.layers.len();
+    // One bar per layer, in manifest order, made before any download starts.
+    let bars: Vec<Bar> = manifest
+        .layers
+        .iter()
+        .map(|l| progress.bar("blob", l.digest.as_str(), l.size))
+        .collect();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<u64>>>> = Mutex::new((0..n).map(|_| None).collect());
     let work = |i: usize, l: &Descriptor| -> Result<u64> {
-        let size = fetch_layer(client, store, repo, l, &diff_ids[i])
-            .with_context(|| format!("fetching layer {}", l.digest))?;
-        if progress {
-            eprintln!(
-                "Copying blob {} done ({} bytes)",
-                &l.digest.hex()[..12],
-                l.size
-            );
+        let bar = &bars[i];
+        match fetch_layer(client, store, repo, l, &diff_ids[i], bar) {
+            Ok(size) => {
+                bar.finish("done");
+                Ok(size)
+            }
+            Err(e) => {
+                bar.fail();
+                Err(e.context(format!("fetching layer {}", l.digest)))
+            }
         }
-        Ok(size)
     };
     std::thread::scope(|s| {
         for _ in 0..PARALLEL.min(n) {
@@ -227,9 +244,10 @@ fn fetch_layer(
     repo: &Repository,
     l: &Descriptor,
     diff_id: &Digest,
+    bar: &Bar,
 ) -> Result<u64> {
     if store.blobs.has(&l.digest) || store.layer_dir(diff_id.as_str()).is_dir() {
-        fetch_blob(client, store, repo, &l.digest)?;
+        fetch_blob(client, store, repo, &l.digest, bar)?;
         return store.ensure_layer(&l.digest, &l.media_type, diff_id);
     }
     let final_dir = store.layer_dir(diff_id.as_str());
@@ -240,11 +258,21 @@ fn fetch_layer(
     let n = STREAM_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = layers.join(format!(".tmp-{}-s{n}", std::process::id()));
     fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let res = stream_layer(client, store, repo, l, diff_id, &tmp, &final_dir);
+    let dirs = LayerDirs {
+        tmp: &tmp,
+        final_dir: &final_dir,
+    };
+    let res = stream_layer(client, store, repo, l, diff_id, dirs, bar);
     if res.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
     res
+}
+
+/// Where a streamed layer is unpacked, and where it goes once verified.
+struct LayerDirs<'a> {
+    tmp: &'a Path,
+    final_dir: &'a Path,
 }
 
 /// Download `l` once into the blob store and, at the same time, unpack it into `tmp`; rename
@@ -255,12 +283,15 @@ fn stream_layer(
     repo: &Repository,
     l: &Descriptor,
     diff_id: &Digest,
-    tmp: &Path,
-    final_dir: &Path,
+    dirs: LayerDirs<'_>,
+    bar: &Bar,
 ) -> Result<u64> {
+    let LayerDirs { tmp, final_dir } = dirs;
     let compression = layer_type(&l.media_type)?.compression;
     let registry_digest = to_registry_digest(&l.digest)?;
     let mut w = store.blobs.writer()?;
+    bar.start();
+    let mut counted = bar.writer(&mut w);
     let (tx, rx) = sync_channel(QUEUE);
     let (download, unpacked) = std::thread::scope(|s| {
         let unpacker = s.spawn(move || {
@@ -273,7 +304,7 @@ fn stream_layer(
             unpack_layer(ChannelReader::new(rx), tmp, &opts).map_err(anyhow::Error::from)
         });
         let mut tee = Tee {
-            file: &mut w,
+            file: &mut counted,
             tx: Some(tx),
             unpacker_gone: false,
         };
@@ -289,6 +320,7 @@ fn stream_layer(
         (download, unpacked)
     });
     // A bad download (digest mismatch, lost connection) is the cause of any unpack error too.
+    drop(counted);
     download?;
     let u = unpacked.context("unpacking")?;
     w.commit(Some(&l.digest))?;

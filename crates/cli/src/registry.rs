@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use berth_image::Digest;
 use berth_registry::auth::default_auth_file;
-use berth_registry::{Client, ClientOptions, Credentials, Reference};
+use berth_registry::{BlobPush, Client, ClientOptions, Credentials, Reference};
 
+use crate::progress::{self, Bar, Progress};
 use crate::store::Store;
 
 /// A client for `registry` honouring `--tls-verify` and `--authfile`.
@@ -56,28 +57,61 @@ pub fn push(
     let r = Reference::parse(dest)?;
     let repo = r.repo();
     let client = client_for(r.registry(), tls_verify, authfile);
-    let progress = !quiet && std::io::stderr().is_terminal();
-    for l in &img.layers {
+    let progress = Progress::new(progress::enabled(quiet, std::io::stderr().is_terminal()));
+    let bars: Vec<Bar> = img
+        .layers
+        .iter()
+        .map(|l| progress.bar("blob", &l.blob_digest, l.blob_size))
+        .collect();
+    for (l, bar) in img.layers.iter().zip(&bars) {
         let d = Digest::parse(&l.blob_digest)?;
-        let mut f = store.blobs.get(&d)?;
-        client
-            .push_blob(&repo, &to_registry_digest(&d)?, l.blob_size, &mut f, None)
+        push_one(&client, store, &repo, &d, l.blob_size, bar)
             .with_context(|| format!("pushing layer {d} to {repo}"))?;
-        if progress {
-            eprintln!("Copying blob {} done", &d.hex()[..12]);
-        }
     }
     let cfg = Digest::parse(&img.id)?;
     let size = store.blobs.size(&cfg)?;
-    let mut f = store.blobs.get(&cfg)?;
-    client
-        .push_blob(&repo, &to_registry_digest(&cfg)?, size, &mut f, None)
+    let bar = progress.bar("config", cfg.as_str(), size);
+    push_one(&client, store, &repo, &cfg, size, &bar)
         .with_context(|| format!("pushing config {cfg} to {repo}"))?;
+    progress.println("Writing manifest to image destination");
     let manifest = store.read_blob(&img.manifest_digest)?;
     let d = client
         .push_manifest(&r, &manifest, &img.manifest_media_type)
         .with_context(|| format!("pushing the manifest to {r}"))?;
     Ok(d.to_string())
+}
+
+/// Push stored blob `d` of `size` bytes to `repo`, counting on `bar`.
+fn push_one(
+    client: &Client,
+    store: &Store,
+    repo: &berth_registry::Repository,
+    d: &Digest,
+    size: u64,
+    bar: &Bar,
+) -> Result<()> {
+    let f = store.blobs.get(d)?;
+    bar.start();
+    match client.push_blob(
+        repo,
+        &to_registry_digest(d)?,
+        size,
+        &mut bar.reader(f),
+        None,
+    ) {
+        Ok(how) => {
+            bar.finish(match how {
+                BlobPush::AlreadyExists => "already exists",
+                BlobPush::Mounted => "mounted",
+                BlobPush::Uploaded { .. } => "done",
+            });
+            Ok(())
+        }
+        Err(e) => {
+            bar.fail();
+            Err(e.into())
+        }
+    }
 }
 
 /// `berth login`.

@@ -5,12 +5,16 @@
 //! complete (with a `<hex>.size` sidecar written first), so a killed process never leaves a half
 //! layer under its final name; temp dirs of dead processes are removed on open. Pulls and imports
 //! hold a shared `flock` on `<root>/lock` and garbage collection an exclusive one, so GC never
-//! removes content a concurrent pull is about to record.
+//! removes content a concurrent pull is about to record. Under that exclusive lock no writer can
+//! be at work, so GC also removes what dead or interrupted writers left: blobs and layer dirs no
+//! image references, and temp files older than the GC's own process (a live pid on an old temp
+//! file is a recycled pid).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_image::formats::{layer_type, Compression, ImageConfig, Manifest};
@@ -29,6 +33,8 @@ pub const MAX_JSON: u64 = 8 << 20;
 /// The on-disk content of the store (shareable between threads).
 pub struct Content {
     root: PathBuf,
+    /// When this process opened the store: GC takes temp files older than this for stale.
+    opened: SystemTime,
     /// Blobs (manifests, configs, compressed layers).
     pub blobs: BlobStore,
 }
@@ -50,11 +56,24 @@ impl std::ops::Deref for Store {
 /// A held `flock` on the store's lock file.
 pub struct StoreLock {
     _lock: Flock<File>,
+    exclusive: bool,
+}
+
+/// What one garbage collection removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GcReport {
+    /// Blobs no image references (and junk names in the blob dir).
+    pub blobs: usize,
+    /// Unpacked layer dirs no image uses (and their `.size` sidecars).
+    pub layers: usize,
+    /// Temp files and dirs of dead or earlier writers.
+    pub temp: usize,
 }
 
 impl Store {
     /// Open (creating) the store at `root`, cleaning temp files of dead processes.
     pub fn open(root: &Path, runroot: &Path) -> Result<Self> {
+        let opened = SystemTime::now();
         for d in [root, &root.join("layers"), runroot] {
             fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
@@ -76,6 +95,7 @@ impl Store {
         Ok(Store {
             content: Content {
                 root: root.to_path_buf(),
+                opened,
                 blobs,
             },
             db,
@@ -168,23 +188,37 @@ impl Store {
         bail!("image not known: {name}")
     }
 
-    /// Remove blobs and unpacked layers no image references (call under the exclusive lock).
-    /// Returns how many blobs and layer dirs were removed.
-    pub fn gc(&mut self) -> Result<(usize, usize)> {
+    /// Garbage collection, under the exclusive lock (`held`): remove blobs and unpacked layers no
+    /// image references (whatever put them there: an `rmi`, an interrupted pull or load, a stray
+    /// file), names in the blob dir that are not digests, and temp files and dirs (`tmp/*`,
+    /// `layers/.tmp-*`, `.load-*`) of other processes that are dead or older than this one.
+    pub fn gc(&mut self, held: &StoreLock) -> Result<GcReport> {
+        if !held.exclusive {
+            bail!("garbage collection needs the store's exclusive lock");
+        }
+        let mut report = GcReport {
+            temp: self.clean_temp()?,
+            ..GcReport::default()
+        };
         let tx = self.db.write()?;
         let (blobs, diffs) = db::sweep(&tx)?;
         tx.commit()?;
-        let mut removed_blobs = 0;
-        for d in self.blobs.list()? {
-            if !blobs.iter().any(|b| b == d.as_str()) {
-                self.blobs.remove(&d)?;
-                removed_blobs += 1;
+        let blob_dir = self.root.join("blobs/sha256");
+        for e in
+            fs::read_dir(&blob_dir).with_context(|| format!("reading {}", blob_dir.display()))?
+        {
+            let e = e.with_context(|| format!("reading {}", blob_dir.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let referenced = Digest::parse(&format!("sha256:{name}"))
+                .is_ok_and(|d| blobs.iter().any(|b| b == d.as_str()));
+            if !referenced {
+                remove_any(&e.path())?;
+                report.blobs += 1;
             }
         }
-        let mut removed_layers = 0;
         let dir = self.root.join("layers");
         for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-            let e = e?;
+            let e = e.with_context(|| format!("reading {}", dir.display()))?;
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
                 continue;
@@ -195,13 +229,46 @@ impl Store {
             }
             let p = e.path();
             if p.is_dir() {
-                fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
-                removed_layers += 1;
-            } else {
-                fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+                report.layers += 1;
+            }
+            remove_any(&p)?;
+        }
+        Ok(report)
+    }
+
+    /// Remove temp entries of other processes that are gone or older than this one; returns how
+    /// many. Only sound under the exclusive lock, when no writer is at work.
+    fn clean_temp(&self) -> Result<usize> {
+        let me = std::process::id();
+        let mut n = 0;
+        for (dir, prefix, sep) in [
+            (self.root.join("tmp"), "", '.'),
+            (self.root.join("layers"), ".tmp-", '-'),
+            (self.root.clone(), ".load-", '-'),
+        ] {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+            };
+            for e in entries {
+                let e = e.with_context(|| format!("reading {}", dir.display()))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix(prefix) else {
+                    continue;
+                };
+                let pid = rest.split(sep).next().and_then(|p| p.parse::<u32>().ok());
+                if pid == Some(me) {
+                    continue;
+                }
+                let modified = e.metadata().and_then(|m| m.modified()).ok();
+                if !pid_alive(pid) || modified.is_some_and(|m| m < self.opened) {
+                    remove_any(&e.path())?;
+                    n += 1;
+                }
             }
         }
-        Ok((removed_blobs, removed_layers))
+        Ok(n)
     }
 }
 
@@ -216,7 +283,10 @@ impl Content {
             .with_context(|| format!("opening {}", path.display()))?;
         let lock =
             Flock::lock(f, arg).map_err(|(_, e)| anyhow!("locking {}: {e}", path.display()))?;
-        Ok(StoreLock { _lock: lock })
+        Ok(StoreLock {
+            _lock: lock,
+            exclusive: arg == FlockArg::LockExclusive,
+        })
     }
 
     /// Shared lock: content may be added, nothing is collected.
@@ -357,14 +427,29 @@ fn clean_stale(dir: &Path, prefix: &str) -> Result<()> {
         let Some(rest) = name.strip_prefix(prefix) else {
             continue;
         };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
-        let alive = pid.is_some_and(|p| {
-            p > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
-        });
-        if !alive {
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if !pid_alive(pid) {
             let p = e.path();
             fs::remove_dir_all(&p).with_context(|| format!("removing stale {}", p.display()))?;
         }
     }
     Ok(())
+}
+
+/// Whether `pid` names a live process (`None`, 0 or out of range: no).
+fn pid_alive(pid: Option<u32>) -> bool {
+    pid.and_then(|p| i32::try_from(p).ok()).is_some_and(|p| {
+        p > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
+    })
+}
+
+/// Remove a file, a symlink or a whole directory tree.
+fn remove_any(p: &Path) -> Result<()> {
+    let res = match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    res.with_context(|| format!("removing {}", p.display()))
 }

@@ -1,10 +1,11 @@
-//! `berth save`, `load` and `import`, checked against skopeo.
+//! `berth save`, `load` and `import`, checked against skopeo and against a private dockerd
+//! (docker.io 20.10): `docker load` of what berth saves, `berth load` of what docker saves.
 
 mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{run, Berth, Layout, Registry};
+use common::{run, Berth, Dockerd, Layout, Registry};
 
 fn pulled_busybox() -> (Registry, Layout, Berth, String, String) {
     let reg = Registry::start();
@@ -195,4 +196,100 @@ fn import_a_busybox_rootfs_tarball() {
     // A missing file is a clear error.
     let err = b.fails(&["import", "/nonexistent/rootfs.tar", "x:1"]);
     assert!(err.contains("/nonexistent/rootfs.tar"), "{err}");
+}
+
+#[test]
+fn docker_loads_what_berth_saves_and_berth_loads_what_docker_saves() {
+    // A two-layer image with a config, pulled into berth.
+    let reg = Registry::start();
+    let l = Layout::busybox();
+    std::fs::create_dir_all(l.bundle().join("rootfs/etc")).unwrap();
+    std::fs::write(l.bundle().join("rootfs/etc/motd"), "second layer\n").unwrap();
+    l.repack();
+    l.config(&["--config.cmd", "sh", "--config.env", "SAVED=1"]);
+    reg.push_layout(&l.path(), "t", "test/twolayer:1");
+    let b = Berth::new();
+    let name = format!("{}/test/twolayer:1", reg.host());
+    let id = b
+        .ok(&["pull", "--tls-verify=false", &name])
+        .trim()
+        .to_string();
+    let berth_layers = b.inspect(&name)["RootFS"]["Layers"].clone();
+    assert_eq!(berth_layers.as_array().unwrap().len(), 2, "{berth_layers}");
+
+    let dockerd = Dockerd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("berth.tar");
+    b.ok(&["save", "-o", saved.to_str().unwrap(), &name]);
+    let out = run(dockerd.docker().arg("load").arg("-i").arg(&saved));
+    assert!(out.contains(&format!("Loaded image: {name}")), "{out}");
+    let inspect = |what: &str| -> serde_json::Value {
+        let out = run(dockerd.docker().args(["image", "inspect", what]));
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        assert_eq!(v.len(), 1, "{out}");
+        v.into_iter().next().unwrap()
+    };
+    let d = inspect(&name);
+    assert_eq!(
+        d["Id"],
+        format!("sha256:{id}"),
+        "same config, same image id"
+    );
+    assert_eq!(d["RepoTags"], serde_json::json!([name]));
+    assert_eq!(d["RootFS"]["Layers"], berth_layers, "same layers (DiffIDs)");
+    assert_eq!(d["Config"]["Cmd"], serde_json::json!(["sh"]));
+    assert!(d["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("SAVED=1")));
+
+    // docker save of that image, under another name, loads back into a fresh berth store.
+    run(dockerd
+        .docker()
+        .args(["tag", &name, "docker.example/re/tagged:2"]));
+    let from_docker = dir.path().join("docker.tar");
+    run(dockerd.docker().args([
+        "save",
+        "-o",
+        from_docker.to_str().unwrap(),
+        "docker.example/re/tagged:2",
+    ]));
+    let b2 = Berth::new();
+    let out = b2.ok(&["load", "-i", from_docker.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Loaded image: docker.example/re/tagged:2");
+    let v = b2.inspect("docker.example/re/tagged:2");
+    assert_eq!(v["Id"], id);
+    assert_eq!(v["RootFS"]["Layers"], berth_layers);
+    let top = v["RootFS"]["Layers"][1].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read_to_string(b2.layer_dir(&top).join("etc/motd")).unwrap(),
+        "second layer\n"
+    );
+
+    // An image docker made itself (docker import): berth loads it with docker's id and layer.
+    let rootfs = dir.path().join("rootfs.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(l.bundle().join("rootfs"))
+        .arg("-cf")
+        .arg(&rootfs)
+        .arg("."));
+    run(dockerd
+        .docker()
+        .arg("import")
+        .arg(&rootfs)
+        .arg("made/by-docker:1"));
+    let made = inspect("made/by-docker:1");
+    let native = dir.path().join("native.tar");
+    run(dockerd
+        .docker()
+        .args(["save", "-o", native.to_str().unwrap(), "made/by-docker:1"]));
+    let out = b2.ok(&["load", "-i", native.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Loaded image: docker.io/made/by-docker:1");
+    let v = b2.inspect("made/by-docker:1");
+    assert_eq!(format!("sha256:{}", v["Id"].as_str().unwrap()), made["Id"]);
+    assert_eq!(v["RootFS"]["Layers"], made["RootFS"]["Layers"]);
+    let layer = v["RootFS"]["Layers"][0].as_str().unwrap().to_string();
+    assert!(b2.layer_dir(&layer).join("bin/busybox").is_file());
+    b2.check_db();
 }

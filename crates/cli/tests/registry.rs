@@ -1,12 +1,14 @@
-//! `berth pull`, `images`, `inspect`, `tag`, `rmi`, `image prune`, `push`, `login`/`logout`
-//! against a real `docker-registry` seeded with skopeo from umoci-built images.
+//! `berth pull` (progress bars on a terminal), `images`, `inspect`, `history`, `tag`, `rmi`,
+//! `image prune` (garbage collection of orphans), `push`, `login`/`logout` against a real
+//! `docker-registry` seeded with skopeo from umoci-built images, with htpasswd or with token auth
+//! (real JWTs from berth-testkit's token server).
 
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::process::Command;
 
-use common::{run, Berth, Layout, Registry};
+use common::{run, Berth, Layout, Registry, RegistryConfig, TokenServer, User};
 
 #[test]
 fn pull_lists_inspects_and_unpacks_busybox() {
@@ -36,8 +38,11 @@ fn pull_lists_inspects_and_unpacks_busybox() {
     let b = Berth::new();
     let name = format!("{}/test/busybox:1", reg.host());
 
-    // Not a terminal: nothing but the image id.
-    let out = b.ok(&["pull", "--tls-verify=false", &name]);
+    // Not a terminal: nothing but the image id, and nothing on stderr.
+    let res = b.output(&["pull", "--tls-verify=false", &name]);
+    assert!(res.status.success(), "{res:?}");
+    assert!(res.stderr.is_empty(), "no progress on a pipe: {res:?}");
+    let out = String::from_utf8(res.stdout).unwrap();
     let id = out.trim();
     assert_eq!(id.len(), 64, "stdout is the image id only: {out:?}");
     assert!(id.bytes().all(|c| c.is_ascii_hexdigit()));
@@ -119,7 +124,8 @@ fn multi_layer_pull_turns_deletions_into_overlay_whiteouts() {
 
     let b = Berth::new();
     let name = format!("{}/test/layered:1", reg.host());
-    // On a terminal (script(1) gives it one): one line per layer, then the id.
+    // On a terminal (script(1) gives it one): a progress bar per layer, then the id.
+    common::require_tool("script");
     let shell = |extra: &str| {
         let cmd = format!(
             "{} --root {} --runroot {} pull {extra} --tls-verify=false {name}",
@@ -130,10 +136,28 @@ fn multi_layer_pull_turns_deletions_into_overlay_whiteouts() {
         run(Command::new("script").args(["-qec", &cmd, "/dev/null"]))
     };
     let out = shell("");
-    assert_eq!(out.matches("Copying blob").count(), 3, "{out}");
-    assert_eq!(out.matches("Copying config").count(), 1, "{out}");
+    // indicatif redraws the bars in place: count the distinct blobs they name.
+    let mut blobs: Vec<&str> = out
+        .match_indices("Copying blob ")
+        .filter_map(|(i, m)| out.get(i + m.len()..i + m.len() + 12))
+        .collect();
+    blobs.sort();
+    blobs.dedup();
+    assert_eq!(blobs.len(), 3, "one bar per layer: {out}");
+    assert!(
+        blobs
+            .iter()
+            .all(|b| b.bytes().all(|c| c.is_ascii_hexdigit())),
+        "{out}"
+    );
+    assert!(out.contains("Copying config"), "{out}");
+    assert!(out.contains(" done"), "{out}");
+    assert!(
+        out.contains("MiB") || out.contains("KiB"),
+        "bytes shown: {out}"
+    );
     let id = out.lines().last().unwrap().trim();
-    assert_eq!(id.len(), 64, "{out}");
+    assert_eq!(id.len(), 64, "the id on a line of its own: {out:?}");
     // --quiet on a terminal: the id alone.
     assert_eq!(shell("--quiet").trim(), id);
     let v = b.inspect(&name);
@@ -575,4 +599,305 @@ fn concurrent_pulls_into_one_store() {
     assert_eq!(b.images().len(), 1);
     assert_eq!(b.layer_dirs().len(), 2);
     b.check_db();
+}
+
+#[test]
+fn history_lists_steps_with_their_layers() {
+    let reg = Registry::start();
+    let l = Layout::busybox();
+    let image = format!("{}:t", l.path().display());
+    // A layer with its own history entry, then a step without a layer (umoci repack builds on
+    // the image the bundle was unpacked from, so the config change comes last).
+    std::fs::write(l.bundle().join("rootfs/data"), vec![7u8; 300_000]).unwrap();
+    run(Command::new("umoci")
+        .args([
+            "repack",
+            "--image",
+            &image,
+            "--history.created_by",
+            "/bin/sh -c dd if=/dev/zero of=/data bs=1000 count=300 && echo a long command line",
+            "--history.comment",
+            "made by the test",
+        ])
+        .arg(l.bundle()));
+    run(Command::new("umoci").args([
+        "config",
+        "--image",
+        &image,
+        "--config.env",
+        "A=1",
+        "--history.created_by",
+        "ENV A=1",
+    ]));
+    reg.push_layout(&l.path(), "t", "test/hist:1");
+    let b = Berth::new();
+    let name = format!("{}/test/hist:1", reg.host());
+    let id = b
+        .ok(&["pull", "--tls-verify=false", &name])
+        .trim()
+        .to_string();
+    let layers = b.inspect(&name)["RootFS"]["Layers"].clone();
+    assert_eq!(layers.as_array().unwrap().len(), 2);
+
+    let v: Vec<serde_json::Value> =
+        serde_json::from_str(&b.ok(&["history", "--format", "json", &name])).unwrap();
+    // Newest first: config (ENV), repack (data), repack (busybox).
+    let by: Vec<&str> = v.iter().map(|h| h["createdBy"].as_str().unwrap()).collect();
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert_eq!(by[0], "ENV A=1");
+    assert!(by[1].starts_with("/bin/sh -c dd"), "{by:?}");
+    assert_eq!(v[0]["id"], id, "the newest row carries the image id");
+    assert_eq!(v[1]["id"], "<missing>");
+    assert_eq!(v[0]["layer"], serde_json::Value::Null, "ENV made no layer");
+    assert_eq!(v[0]["size"], 0);
+    assert_eq!(v[1]["comment"], "made by the test");
+    assert_eq!(v[1]["layer"], layers[1]);
+    assert_eq!(v[2]["layer"], layers[0]);
+    let data_layer = v[1]["size"].as_u64().unwrap();
+    assert!(
+        (300_000..320_000).contains(&data_layer),
+        "uncompressed size of the data layer: {data_layer}"
+    );
+    let busybox_len = std::fs::metadata("/usr/bin/busybox").unwrap().len();
+    assert!(v[2]["size"].as_u64().unwrap() > busybox_len);
+    assert!(v.iter().all(|h| h["created"].is_string()), "{v:?}");
+
+    let table = b.ok(&["history", &id[..12]]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    for col in ["ID", "CREATED", "CREATED BY", "SIZE", "COMMENT"] {
+        assert!(lines[0].contains(col), "{table}");
+    }
+    assert!(
+        lines[1].starts_with(&id[..12]) && lines[1].contains("ENV A=1"),
+        "{table}"
+    );
+    assert!(lines[1].contains(" 0B"), "{table}");
+    assert!(lines[2].starts_with("<missing>"), "{table}");
+    assert!(
+        lines[2].contains("...") && lines[2].contains("made by the test"),
+        "{table}"
+    );
+    assert!(lines[2].contains("kB"), "{table}");
+    assert!(lines[3].contains("MB"), "{table}");
+    let full = b.ok(&["history", "--no-trunc", &name]);
+    assert!(full.contains("echo a long command line"), "{full}");
+    assert!(full.contains(&id), "{full}");
+
+    assert!(b.fails(&["history", "nope:1"]).contains("nope"));
+    assert!(b
+        .fails(&["history", "--format", "yaml", &name])
+        .contains("--format"));
+}
+
+/// Blob and layer names in a store, for before/after comparisons.
+fn content(b: &Berth) -> (Vec<String>, Vec<String>) {
+    (b.blobs(), b.layer_dirs())
+}
+
+#[test]
+fn prune_collects_orphans_left_by_interrupted_work_and_keeps_live_images() {
+    let reg = Registry::start();
+    let l = Layout::busybox();
+    reg.push_layout(&l.path(), "t", "test/live:1");
+    let b = Berth::new();
+    let name = format!("{}/test/live:1", reg.host());
+    let id = b
+        .ok(&["pull", "--tls-verify=false", &name])
+        .trim()
+        .to_string();
+    let live = content(&b);
+    let root = b.root.path();
+
+    // What an interrupted pull or load leaves, and junk: a committed blob no image records, a
+    // name in the blob dir that is no digest, an unpacked layer (and its size sidecar) no image
+    // uses, and temp files of "pid 1" (alive, so only their age shows they are stale).
+    let hex = |c: char| std::iter::repeat(c).take(64).collect::<String>();
+    std::fs::write(root.join("blobs/sha256").join(hex('a')), b"orphan blob").unwrap();
+    std::fs::write(root.join("blobs/sha256/not-a-digest"), b"junk").unwrap();
+    let stray_layer = root.join("layers").join(hex('b'));
+    std::fs::create_dir_all(stray_layer.join("usr/bin")).unwrap();
+    std::fs::write(stray_layer.join("usr/bin/tool"), b"x").unwrap();
+    std::fs::write(root.join("layers").join(format!("{}.size", hex('b'))), "1").unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let stale_tmp = root.join("tmp/1.99");
+    std::fs::write(&stale_tmp, b"half a blob").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stale_tmp)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let stale_unpack = root.join("layers/.tmp-1-7");
+    std::fs::create_dir_all(stale_unpack.join("etc")).unwrap();
+    let stale_load = root.join(".load-1-abc");
+    std::fs::create_dir_all(&stale_load).unwrap();
+    for d in [&stale_unpack, &stale_load] {
+        std::fs::File::open(d).unwrap().set_modified(old).unwrap();
+    }
+    // Opening the store (any command) leaves them: pid 1 is alive.
+    b.ok(&["images"]);
+    assert!(stale_tmp.exists() && stale_unpack.exists() && stale_load.exists());
+
+    // prune waits for a pull in progress (a shared lock on the store) before collecting.
+    common::require_tool("flock");
+    let holder = Command::new("flock")
+        .arg("-s")
+        .arg(root.join("lock"))
+        .args(["sleep", "1.5"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let out = b.ok(&["image", "prune"]);
+    let waited = started.elapsed();
+    let mut holder = holder;
+    holder.wait().unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "prune must wait for the shared lock, took {waited:?}"
+    );
+    assert_eq!(out.trim(), "", "no dangling image to report: {out}");
+
+    assert_eq!(content(&b), live, "only the live image's content is left");
+    assert!(!root.join("blobs/sha256/not-a-digest").exists());
+    assert!(!root
+        .join("layers")
+        .join(format!("{}.size", hex('b')))
+        .exists());
+    assert!(!stale_tmp.exists(), "stale temp file removed");
+    assert!(!stale_unpack.exists(), "stale unpack dir removed");
+    assert!(!stale_load.exists(), "stale load dir removed");
+
+    // The live image is whole: inspect, history, its unpacked layer, a save that reads every blob.
+    let v = b.inspect(&name);
+    assert_eq!(v["Id"], id);
+    let layer = v["RootFS"]["Layers"][0].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read(b.layer_dir(&layer).join("bin/busybox")).unwrap(),
+        std::fs::read("/usr/bin/busybox").unwrap()
+    );
+    b.ok(&["history", &name]);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("live.tar");
+    b.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        f.to_str().unwrap(),
+        &name,
+    ]);
+    let b2 = Berth::new();
+    b2.ok(&["load", "-i", f.to_str().unwrap()]);
+    assert_eq!(b2.inspect(&name)["Id"], id);
+    b.check_db();
+
+    // rmi collects too: the same kind of orphan is gone after removing the image.
+    std::fs::write(root.join("blobs/sha256").join(hex('c')), b"orphan").unwrap();
+    b.ok(&["rmi", &name]);
+    assert_eq!(content(&b), (vec![], vec![]));
+}
+
+/// docker-registry with token auth and a token server: alice may pull and push, bob only pull.
+fn token_registry() -> (TokenServer, Registry) {
+    let ts = TokenServer::start(
+        "berth-cli-test",
+        "berth-test-issuer",
+        vec![
+            User::new("alice", "alice-pw", &["pull", "push"]),
+            User::new("bob", "bob-pw", &["pull"]),
+        ],
+    );
+    let reg = Registry::start_with(&RegistryConfig {
+        token: Some(ts.auth()),
+        ..RegistryConfig::default()
+    });
+    (ts, reg)
+}
+
+#[test]
+fn push_and_pull_through_a_registry_with_jwt_token_auth() {
+    let (ts, reg) = token_registry();
+    let host = reg.host();
+    let l = Layout::busybox();
+    let tar = tempfile::NamedTempFile::new().unwrap();
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(l.bundle().join("rootfs"))
+        .arg("-cf")
+        .arg(tar.path())
+        .arg("."));
+    let b = Berth::new();
+    let name = format!("{host}/team/app:1");
+    let id = b
+        .ok(&["import", tar.path().to_str().unwrap(), &name])
+        .trim()
+        .to_string();
+
+    // Anonymous: the token server grants nothing.
+    let err = b.fails(&["push", "--tls-verify=false", &name]);
+    assert!(err.contains(&host), "{err}");
+
+    // alice logs in (a token with her credentials) and pushes.
+    b.ok(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "-p",
+        "alice-pw",
+        &host,
+    ]);
+    b.ok(&["push", "--tls-verify=false", &name]);
+    assert!(
+        ts.issued.lock().unwrap().iter().any(|i| i.account.as_deref()
+            == Some("alice")
+            && i.access.to_string().contains("push")),
+        "alice's token granted push"
+    );
+
+    // bob pulls it into a fresh store.
+    let bob = Berth::new();
+    bob.ok(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "bob",
+        "-p",
+        "bob-pw",
+        &host,
+    ]);
+    let pulled = bob.ok(&["pull", "--tls-verify=false", &name]);
+    assert_eq!(pulled.trim(), id);
+    let layer = bob.inspect(&name)["RootFS"]["Layers"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(bob.layer_dir(&layer).join("bin/busybox").is_file());
+
+    // bob's token has no push: a clear error naming what was refused.
+    let err = bob.fails(&[
+        "push",
+        "--tls-verify=false",
+        &name,
+        &format!("{host}/team/bob:1"),
+    ]);
+    assert!(
+        err.contains("push access to team/bob denied"),
+        "error shown to the user: {err}"
+    );
+
+    // A wrong password is refused by the token server.
+    let err = bob.fails(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "bob",
+        "-p",
+        "wrong",
+        &host,
+    ]);
+    assert!(err.contains("rejected the credentials"), "{err}");
 }

@@ -406,9 +406,24 @@ impl Client {
         let status = resp.status();
         let registry = subj.registry().to_string();
         let ra = retry_after(&resp);
-        let insufficient_scope = resp
-            .header("www-authenticate")
+        let challenge = resp.header("www-authenticate").map(str::to_string);
+        let insufficient_scope = challenge
+            .as_deref()
             .is_some_and(|h| h.contains("insufficient_scope"));
+        // The scope the registry wanted, e.g. `repository:team/app:pull,push` for an upload.
+        let wanted_push = challenge
+            .as_deref()
+            .and_then(crate::auth::Challenge::parse)
+            .and_then(|c| match c {
+                crate::auth::Challenge::Bearer { scope, .. } => scope,
+                crate::auth::Challenge::Basic => None,
+            })
+            .and_then(|s| {
+                s.split(' ')
+                    .filter_map(|one| one.rsplit_once(':'))
+                    .find(|(_, actions)| actions.split(',').any(|a| a == "push"))
+                    .map(|(name, _)| name.trim_start_matches("repository:").to_string())
+            });
         let (code, message) = registry_error(resp);
         let detail = match (&code, &message) {
             (Some(c), Some(m)) => format!("{c}: {m}"),
@@ -420,7 +435,9 @@ impl Client {
             401 => {
                 let has_creds = self.credentials(&registry).ok().flatten().is_some();
                 Error::Unauthorized {
-                    detail: if insufficient_scope {
+                    detail: if let (true, Some(repo)) = (insufficient_scope, &wanted_push) {
+                        format!("push access to {repo} denied: the credentials do not grant push, or the repository does not exist ({detail})")
+                    } else if insufficient_scope {
                         format!("access denied: the repository does not exist or needs other credentials ({detail})")
                     } else if has_creds {
                         format!("invalid user name or password ({detail})")

@@ -8,7 +8,7 @@ use berth_registry::manifest::OCI_MANIFEST;
 use berth_registry::{
     BlobPush, Client, ClientOptions, Digest, Error, Reference, Repository, RetryPolicy,
 };
-use common::{bytes, run, test_options, Registry};
+use common::{bytes, run, test_options, Registry, RegistryExt};
 use serde_json::Value;
 
 fn descriptors(manifest: &[u8]) -> Vec<(Digest, u64)> {

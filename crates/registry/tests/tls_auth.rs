@@ -6,7 +6,7 @@ use berth_registry::manifest::OCI_MANIFEST;
 use berth_registry::{
     AuthFile, Client, ClientOptions, Credentials, Digest, Error, Reference, Repository,
 };
-use common::{bytes, make_certs, test_options, Registry, Secure};
+use common::{bytes, make_certs, test_options, Registry, RegistryConfig, Tls};
 
 #[test]
 fn basic_auth_over_tls_with_private_ca() {
@@ -15,12 +15,15 @@ fn basic_auth_over_tls_with_private_ca() {
     let htpasswd = work.path().join("htpasswd");
     let hash = bcrypt::hash("s3cret", 5).unwrap();
     std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
-    let reg = Registry::start_with(Some(&Secure {
-        cert,
-        key,
+    let reg = Registry::start_with(&RegistryConfig {
+        tls: Some(Tls {
+            cert,
+            key,
+            client_ca: None,
+        }),
         htpasswd: Some(htpasswd),
-        client_ca: None,
-    }));
+        ..RegistryConfig::default()
+    });
     let host = reg.host();
     let certs_root = work.path().join("certs.d");
     std::fs::create_dir_all(certs_root.join(&host)).unwrap();
@@ -134,12 +137,14 @@ fn client_certificate_from_certs_dir() {
     let work = tempfile::tempdir().unwrap();
     let (ca, cert, key) = make_certs(work.path());
     let (client_cert, client_key) = common::make_client_cert(work.path());
-    let reg = Registry::start_with(Some(&Secure {
-        cert,
-        key,
-        htpasswd: None,
-        client_ca: Some(ca.clone()),
-    }));
+    let reg = Registry::start_with(&RegistryConfig {
+        tls: Some(Tls {
+            cert,
+            key,
+            client_ca: Some(ca.clone()),
+        }),
+        ..RegistryConfig::default()
+    });
     let host = reg.host();
     let certs_root = work.path().join("certs.d");
     let dir = certs_root.join(&host);

@@ -1,5 +1,7 @@
 //! Bearer token flow, retries and mid-body resume against a small real HTTP server run by the test:
 //! a registry endpoint that answers 401 with a `Bearer` challenge and a token endpoint that issues tokens.
+//! At the end, the same flow against a real `docker-registry` with token auth, checking real JWTs
+//! (ES256, `x5c` header) issued by berth-testkit's token server.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use berth_registry::{Client, Credentials, Digest, Error, Reference, Repository};
-use common::{bytes, test_options};
+use common::{bytes, test_options, Registry, RegistryConfig, TokenServer, User};
 
 #[derive(Default)]
 struct Seen {
@@ -442,4 +444,121 @@ fn insufficient_scope_says_repository_missing_or_private() {
         "{e}"
     );
     assert_eq!(c.stats().tokens_fetched, 1);
+}
+
+/// A real docker-registry with `auth: token:` trusting a test token server.
+fn token_registry() -> (TokenServer, Registry) {
+    let ts = TokenServer::start(
+        "berth-registry-test",
+        "berth-test-issuer",
+        vec![
+            User::new("alice", "alice-pw", &["pull", "push"]),
+            User::new("bob", "bob-pw", &["pull"]),
+        ],
+    );
+    let reg = Registry::start_with(&RegistryConfig {
+        token: Some(ts.auth()),
+        ..RegistryConfig::default()
+    });
+    (ts, reg)
+}
+
+#[test]
+fn real_registry_accepts_jwts_and_enforces_their_access() {
+    let (ts, reg) = token_registry();
+    let host = reg.host();
+    let alice = Client::new(test_options().insecure(&host));
+    alice.set_credentials(&host, Credentials::new("alice", "alice-pw"));
+    let repo = Repository::new(&host, "team/app").unwrap();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = bytes(70_000, 9);
+    for data in [&config[..], &layer[..]] {
+        alice
+            .push_blob(
+                &repo,
+                &Digest::sha256_of(data),
+                data.len() as u64,
+                &mut &data[..],
+                None,
+            )
+            .unwrap_or_else(|e| panic!("push as alice: {e}\n{}", reg.log()));
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::sha256_of(config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": Digest::sha256_of(&layer).to_string(), "size": layer.len()}],
+    })
+    .to_string();
+    let r = Reference::parse(&format!("{host}/team/app:1")).unwrap();
+    let pushed = alice
+        .push_manifest(
+            &r,
+            manifest.as_bytes(),
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+        .unwrap();
+    {
+        let issued = ts.issued.lock().unwrap();
+        assert!(
+            issued.iter().any(|i| i.account.as_deref() == Some("alice")
+                && i.access[0]["actions"] == serde_json::json!(["pull", "push"])),
+            "{issued:?}"
+        );
+    }
+
+    // bob may pull (his token grants pull only) ...
+    let bob = Client::new(test_options().insecure(&host));
+    bob.set_credentials(&host, Credentials::new("bob", "bob-pw"));
+    let m = bob.get_manifest(&r, &[]).unwrap();
+    assert_eq!(m.digest, pushed);
+    let mut body = Vec::new();
+    bob.get_blob(&repo, &Digest::sha256_of(&layer), &mut body, None)
+        .unwrap();
+    assert_eq!(body, layer);
+    // ... but not push.
+    let other = bytes(1000, 10);
+    let e = bob
+        .push_blob(
+            &repo,
+            &Digest::sha256_of(&other),
+            other.len() as u64,
+            &mut &other[..],
+            None,
+        )
+        .unwrap_err();
+    let msg = e.to_string();
+    eprintln!("error shown to the user: {msg}");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
+    assert!(msg.contains("push"), "{msg}");
+
+    // Anonymous: the token server grants nothing, the registry refuses.
+    let anon = Client::new(test_options().insecure(&host));
+    let e = anon.get_manifest(&r, &[]).unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
+    // Wrong password: the token server refuses.
+    let mallory = Client::new(test_options().insecure(&host));
+    mallory.set_credentials(&host, Credentials::new("alice", "guess"));
+    let e = mallory.get_manifest(&r, &[]).unwrap_err();
+    assert!(e.to_string().contains("rejected the credentials"), "{e}");
+
+    // The registry really checks the JWT: a token minted by this server works, the same claims
+    // signed by another key (another server's certificate) do not.
+    let get = |token: &str| {
+        ureq::get(&format!("http://{host}/v2/team/app/manifests/1"))
+            .set("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .set("Authorization", &format!("Bearer {token}"))
+            .call()
+    };
+    let good = ts.token("alice", &[("team/app", &["pull"])]);
+    assert_eq!(get(&good).map(|r| r.status()).unwrap_or(0), 200);
+    let forger = TokenServer::start("berth-registry-test", "berth-test-issuer", vec![]);
+    let forged = forger.token("alice", &[("team/app", &["pull"])]);
+    match get(&forged) {
+        Err(ureq::Error::Status(401, _)) => {}
+        other => panic!("a token signed by an untrusted key: {other:?}"),
+    }
 }

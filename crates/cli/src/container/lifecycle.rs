@@ -1,0 +1,715 @@
+//! create, start, stop, kill, restart, rm and the monitor's clean-up.
+//!
+//! Consistency: a container's row is written in one transaction, its files live under its own
+//! dirs, and every step that changes a container holds the flock on `<root>/containers/<id>/lock`
+//! (start, the clean-up, rm), so the monitor's clean-up can never overtake the start that
+//! records the container as running. A failed create or run leaves nothing: no row, no dirs, no
+//! mount, no cgroup (the runtime undoes its own half-made container).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use berth_monitor::config::{ExitRecord, MonitorConfig, RuntimeChoice};
+use berth_monitor::frame;
+use nix::fcntl::{Flock, FlockArg};
+use nix::unistd::ForkResult;
+
+use super::record::{self, Container, Status};
+use super::settings::{self, CreateArgs, Settings};
+use super::{defaults, helper_binary, spec, which, Paths};
+use crate::store::Store;
+
+/// Default seconds between the stop signal and SIGKILL (docker's).
+pub const DEFAULT_STOP_TIMEOUT: u32 = 10;
+
+/// Makes a 64-hex-digit id from the kernel's random source.
+pub fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("reading /dev/urandom")?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// A docker-style name (`adjective_surname`) from the id.
+fn generated_name(id: &str) -> String {
+    const ADJ: &[&str] = &[
+        "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "proud", "quirky", "sharp", "tender", "vivid", "witty", "zen",
+    ];
+    const NAMES: &[&str] = &[
+        "babbage", "curie", "dijkstra", "euler", "feynman", "gauss", "hopper", "knuth", "lamport",
+        "lovelace", "noether", "pike", "ritchie", "shannon", "thompson", "turing", "wirth",
+    ];
+    let n = u64::from_str_radix(&id[..12.min(id.len())], 16).unwrap_or(0);
+    format!(
+        "{}_{}_{}",
+        ADJ[(n % ADJ.len() as u64) as usize],
+        NAMES[((n / 97) % NAMES.len() as u64) as usize],
+        &id[..4.min(id.len())]
+    )
+}
+
+pub(crate) fn check_name(n: &str) -> Result<()> {
+    let ok = !n.is_empty()
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !ok {
+        bail!("invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+    }
+    Ok(())
+}
+
+/// Turns the flags and the image's config into checked settings.
+pub fn build_settings(
+    a: &CreateArgs,
+    img: &berth_image::formats::ImageConfig,
+    id: &str,
+    cmd: &[String],
+    auto_remove: bool,
+) -> Result<Settings> {
+    let ic = &img.config;
+    let entrypoint: Vec<String> = match &a.entrypoint {
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => ic.entrypoint.clone().unwrap_or_default(),
+    };
+    let cmd: Vec<String> = if !cmd.is_empty() {
+        cmd.to_vec()
+    } else if a.entrypoint.is_some() {
+        Vec::new() // docker: --entrypoint resets the image's Cmd
+    } else {
+        ic.cmd.clone().unwrap_or_default()
+    };
+    let mut args = entrypoint.clone();
+    args.extend(cmd);
+    if args.is_empty() {
+        bail!("no command specified: the image has no Cmd or Entrypoint, give one after the image name");
+    }
+    let mut env = ic.env.clone();
+    for e in settings::collect_env(a)? {
+        settings::merge_env(&mut env, &e);
+    }
+    let network = a.network.clone().unwrap_or_else(|| "none".into());
+    if !matches!(network.as_str(), "none" | "host") {
+        bail!("network {network:?} is not available: berth supports --network none or host (bridge networks are not implemented yet)");
+    }
+    for p in &a.publish {
+        settings::check_publish(p)?;
+    }
+    if !a.publish.is_empty() {
+        bail!("publishing ports (-p) needs a bridge network, which berth does not have yet; use --network host");
+    }
+    let stop_signal = a
+        .stop_signal
+        .clone()
+        .or_else(|| ic.stop_signal.clone())
+        .unwrap_or_else(|| "SIGTERM".into());
+    settings::parse_signal(&stop_signal)?;
+    let mut no_new_privileges = false;
+    let mut seccomp = settings::Seccomp::Default;
+    for o in &a.security_opt {
+        let (k, v) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
+        match (k, v) {
+            ("no-new-privileges", "" | "true") => no_new_privileges = true,
+            ("no-new-privileges", "false") => no_new_privileges = false,
+            ("seccomp", "unconfined") => seccomp = settings::Seccomp::Unconfined,
+            ("seccomp", p) if !p.is_empty() => {
+                let path = PathBuf::from(p);
+                defaults::parse_seccomp_profile(&path, &[])
+                    .with_context(|| format!("--security-opt {o}"))?;
+                seccomp = settings::Seccomp::Profile(std::fs::canonicalize(&path).unwrap_or(path));
+            }
+            ("label" | "apparmor", _) => {} // no SELinux/AppArmor on this engine: accepted, as podman does
+            _ => bail!("invalid --security-opt {o:?}: want seccomp=PROFILE|unconfined or no-new-privileges"),
+        }
+    }
+    let runtime = match a.runtime.as_deref() {
+        None | Some("berth") => None,
+        Some(r) => Some(which(r).ok_or_else(|| anyhow!("runtime {r:?} not found in $PATH"))?),
+    };
+    let memory = a.memory.as_deref().map(settings::parse_size).transpose()?;
+    if let Some(m) = memory {
+        if m < 6 << 20 {
+            bail!("invalid --memory: the minimum is 6 MiB");
+        }
+    }
+    let cpus_milli = match &a.cpus {
+        None => None,
+        Some(c) => {
+            let v: f64 = c
+                .parse()
+                .map_err(|_| anyhow!("invalid --cpus {c:?}: want a number such as 1.5"))?;
+            let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            if !(0.01..=ncpu).contains(&v) {
+                bail!("invalid --cpus {c:?}: range is 0.01 to {ncpu} (the CPUs of this host)");
+            }
+            Some((v * 1000.0).round() as u64)
+        }
+    };
+    let (mut log_max_size, mut log_max_files) = (10u64 << 20, 3u32);
+    for o in &a.log_opt {
+        match o.split_once('=') {
+            Some(("max-size", v)) => log_max_size = settings::parse_size(v)? as u64,
+            Some(("max-file", v)) => {
+                log_max_files = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    anyhow!("invalid --log-opt {o:?}: max-file must be a number >= 1")
+                })?
+            }
+            _ => bail!("invalid --log-opt {o:?}: want max-size=SIZE or max-file=N"),
+        }
+    }
+    Ok(Settings {
+        entrypoint,
+        args,
+        env,
+        workdir: a
+            .workdir
+            .clone()
+            .or_else(|| ic.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into()),
+        user: a
+            .user
+            .clone()
+            .or_else(|| ic.user.clone())
+            .unwrap_or_default(),
+        hostname: a.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+        read_only: a.read_only,
+        tmpfs: a
+            .tmpfs
+            .iter()
+            .map(|t| settings::parse_tmpfs(t))
+            .collect::<Result<_>>()?,
+        binds: a
+            .volume
+            .iter()
+            .map(|v| settings::parse_volume(v))
+            .collect::<Result<_>>()?,
+        memory,
+        cpus_milli,
+        pids_limit: a.pids_limit.filter(|p| *p > 0),
+        ulimits: a
+            .ulimit
+            .iter()
+            .map(|u| settings::parse_ulimit(u))
+            .collect::<Result<_>>()?,
+        sysctls: settings::parse_pairs(&a.sysctl, "sysctl")?,
+        devices: a
+            .device
+            .iter()
+            .map(|d| settings::parse_device(d))
+            .collect::<Result<_>>()?,
+        capabilities: defaults::capabilities(&a.cap_add, &a.cap_drop, a.privileged)?,
+        privileged: a.privileged,
+        seccomp,
+        no_new_privileges,
+        init: a.init,
+        stop_signal,
+        stop_timeout: a.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
+        labels: {
+            let mut l = ic.labels.clone();
+            l.extend(settings::parse_pairs(&a.label, "label")?);
+            l
+        },
+        runtime,
+        network,
+        interactive: a.interactive,
+        tty: a.tty,
+        auto_remove,
+        log_max_size,
+        log_max_files,
+    })
+}
+
+/// `create`: the container's row and dir; nothing runs yet.
+pub fn create(
+    store: &mut Store,
+    paths: &Paths,
+    image: &str,
+    cmd: &[String],
+    a: &CreateArgs,
+    auto_remove: bool,
+) -> Result<Container> {
+    if let Some(n) = &a.name {
+        check_name(n)?;
+    }
+    let img = match (a.pull.as_str(), store.resolve(image)) {
+        ("never", r) => r?,
+        ("missing", Ok(i)) => i,
+        ("missing" | "always", _) => {
+            let opts = crate::pull::PullOpts {
+                quiet: true,
+                platform: None,
+                tls_verify: None,
+                authfile: None,
+            };
+            crate::pull::pull(store, image, &opts)
+                .with_context(|| format!("image {image} is not here and pulling it failed"))?;
+            store.resolve(image)?
+        }
+        (p, _) => bail!("invalid --pull {p:?}: want missing, always or never"),
+    };
+    let config = store.config(&img)?;
+    let id = new_id()?;
+    let settings = build_settings(a, &config, &id, cmd, auto_remove)?;
+    let c = Container {
+        name: a.name.clone().unwrap_or_else(|| generated_name(&id)),
+        image_id: img.id.clone(),
+        image_name: if img
+            .tags
+            .iter()
+            .any(|t| crate::store::tag_name(image).ok().as_ref() == Some(t))
+        {
+            crate::util::short_name(&crate::store::tag_name(image)?)
+        } else {
+            image.to_string()
+        },
+        id,
+        created_ns: berth_monitor::logfile::now_ns(),
+        settings,
+        state: "created".into(),
+        pid: None,
+        pid_start: None,
+        monitor_pid: None,
+        monitor_start: None,
+        boot_id: None,
+        exit_code: None,
+        started_ns: None,
+        finished_ns: None,
+        restart_count: 0,
+    };
+    let dir = paths.container_dir(&c.id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tx = store.db.write()?;
+    let inserted = record::insert(&tx, &c).and_then(|()| Ok(tx.commit()?));
+    if let Err(e) = inserted {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    Ok(c)
+}
+
+/// The per-container lock.
+pub fn lock(paths: &Paths, id: &str) -> Result<Flock<File>> {
+    let dir = paths.container_dir(id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .with_context(|| format!("opening {}/lock", dir.display()))?;
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| anyhow!("locking container {id}: {e}"))
+}
+
+fn is_mountpoint(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+pub(crate) fn unmount_rootfs(paths: &Paths, id: &str) {
+    let merged = paths.container_dir(id).join("snapshot/merged");
+    if is_mountpoint(&merged) {
+        let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Mounts (or, on a host without overlayfs, reuses the copied) root filesystem.
+pub(crate) fn mount_rootfs(store: &Store, paths: &Paths, c: &Container) -> Result<PathBuf> {
+    let snap_dir = paths.container_dir(&c.id).join("snapshot");
+    let merged = snap_dir.join("merged");
+    unmount_rootfs(paths, &c.id);
+    let copied = std::fs::read_dir(&merged)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if copied {
+        return Ok(merged);
+    }
+    let img = store
+        .db
+        .image(&c.image_id)?
+        .ok_or_else(|| anyhow!("the image {} of container {} is gone", c.image_id, c.name))?;
+    let dirs: Vec<PathBuf> = img
+        .layers
+        .iter()
+        .map(|l| store.layer_dir(&l.diff_id))
+        .collect();
+    let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    let snap = berth_image::snapshot::prepare(&refs, &snap_dir, berth_image::snapshot::Mode::Auto)
+        .with_context(|| format!("mounting the root filesystem of {}", c.name))?;
+    // The mount outlives this process (the container uses it); the clean-up unmounts it.
+    std::mem::forget(snap);
+    Ok(merged)
+}
+
+pub(crate) fn runtime_choice(paths: &Paths, s: &Settings) -> RuntimeChoice {
+    match &s.runtime {
+        None => RuntimeChoice::Builtin {
+            root: paths.builtin_runtime_root(),
+        },
+        Some(p) => RuntimeChoice::Binary {
+            path: p.clone(),
+            root: paths.binary_runtime_root(p),
+        },
+    }
+}
+
+/// How `start` reports back.
+pub struct Started {
+    /// The monitor's socket: attach frames (output, exit) arrive here.
+    pub sock: UnixStream,
+}
+
+/// `start`: mounts the root, writes the config, starts a monitor and waits until the container
+/// runs (or failed: then everything start made is undone and the container stays `created`).
+pub fn start(store: &mut Store, paths: &Paths, c: &Container) -> Result<Option<Started>> {
+    let _lock = lock(paths, &c.id)?;
+    let c = record::get(store.db.conn(), &c.id)?
+        .ok_or_else(|| anyhow!("no such container: {}", c.name))?;
+    match c.status() {
+        Status::Running | Status::RunningUnmonitored => return Ok(None),
+        Status::Exited(_) if c.state == "running" => {
+            // Died unrecorded (monitor killed, reboot): tidy what is left before starting again.
+            cleanup_locked(store, paths, &c, None)?;
+        }
+        _ => {}
+    }
+    let outcome = start_locked(store, paths, &c);
+    if outcome.is_err() {
+        unmount_rootfs(paths, &c.id);
+        let _ = std::fs::remove_dir_all(paths.run_dir(&c.id));
+    }
+    outcome.map(Some)
+}
+
+fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Started> {
+    let dir = paths.container_dir(&c.id);
+    let rootfs = mount_rootfs(store, paths, c)?;
+    spec::write_etc_files(&dir, &c.settings)?;
+    let cgroup_v2 = matches!(
+        berth_cgroups::detect_layout(),
+        Ok(berth_cgroups::Layout::Unified)
+    );
+    let init = helper_binary("berth-init", "BERTH_INIT");
+    let config = spec::build(
+        &c.settings,
+        &spec::SpecInputs {
+            id: &c.id,
+            rootfs: &rootfs,
+            dir: &dir,
+            init_binary: init.as_deref(),
+            cgroup_v2,
+        },
+    )?;
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)
+        .context("writing config.json")?;
+    let run_dir = paths.run_dir(&c.id);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let exe = std::env::current_exe().context("finding the berth binary")?;
+    let mcfg = MonitorConfig {
+        id: c.id.clone(),
+        bundle: dir.clone(),
+        runtime: runtime_choice(paths, &c.settings),
+        log_path: dir.join("ctr.log"),
+        log_max_size: c.settings.log_max_size,
+        log_max_files: c.settings.log_max_files,
+        terminal: c.settings.tty,
+        stdin_open: c.settings.interactive,
+        exit_command: vec![
+            exe.display().to_string(),
+            "--root".into(),
+            paths.root.display().to_string(),
+            "--runroot".into(),
+            paths.runroot.display().to_string(),
+            "container".into(),
+            "cleanup".into(),
+            c.id.clone(),
+        ],
+    };
+    mcfg.save(&run_dir).context("writing monitor.json")?;
+    let monitor = helper_binary("berth-monitor", "BERTH_MONITOR").ok_or_else(|| {
+        anyhow!("berth-monitor was not found next to the berth binary (set BERTH_MONITOR)")
+    })?;
+    let mut sock = spawn_monitor(&monitor, &run_dir)?;
+    let f = frame::read_frame(&mut sock)
+        .context("waiting for the monitor")?
+        .ok_or_else(|| {
+            let log = std::fs::read_to_string(run_dir.join("monitor.log")).unwrap_or_default();
+            anyhow!(
+                "the monitor ended before the container started: {}",
+                log.trim()
+            )
+        })?;
+    match f.kind {
+        frame::STARTED => {
+            let pid = f.int().unwrap_or(0);
+            let mpid = f
+                .payload
+                .get(4..8)
+                .and_then(|b| b.try_into().ok())
+                .map(i32::from_be_bytes)
+                .unwrap_or(0);
+            let tx = store.db.write()?;
+            record::set_running(&tx, &c.id, pid, mpid, berth_monitor::logfile::now_ns())?;
+            tx.commit()?;
+            Ok(Started { sock })
+        }
+        frame::ERROR => Err(super::start_failure(
+            String::from_utf8_lossy(&f.payload).into_owned(),
+        )),
+        k => bail!("monitor protocol error: frame kind {k} before start"),
+    }
+}
+
+/// Starts `berth-monitor RUN_DIR` detached (double fork, own session) with one end of a socket
+/// pair as its fd 3; returns our end.
+fn spawn_monitor(monitor: &Path, run_dir: &Path) -> Result<UnixStream> {
+    let (ours, theirs) = UnixStream::pair().context("socketpair")?;
+    let prog = std::ffi::CString::new(monitor.as_os_str().as_encoded_bytes())?;
+    let arg = std::ffi::CString::new(run_dir.as_os_str().as_encoded_bytes())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run_dir.join("monitor.log"))
+        .context("opening monitor.log")?;
+    let null = File::open("/dev/null").context("/dev/null")?;
+    // SAFETY: the CLI is single-threaded here; the child only calls async-signal-safe functions
+    // (setsid, fork, dup2, close_range, execv, _exit) before exec.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        ForkResult::Child => {
+            // SAFETY: plain syscalls on fds we own, in the forked child.
+            unsafe {
+                libc::setsid();
+                if libc::fork() != 0 {
+                    libc::_exit(0);
+                }
+                libc::dup2(null.as_raw_fd(), 0);
+                libc::dup2(log.as_raw_fd(), 1);
+                libc::dup2(log.as_raw_fd(), 2);
+                libc::dup2(theirs.as_raw_fd(), 3);
+                libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+                let argv = [prog.as_ptr(), arg.as_ptr(), std::ptr::null()];
+                libc::execv(prog.as_ptr(), argv.as_ptr());
+                libc::_exit(127);
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            nix::sys::wait::waitpid(child, None).context("waiting for the monitor's launcher")?;
+            Ok(ours)
+        }
+    }
+}
+
+/// `pidfd_open`.
+fn pidfd(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with integer arguments; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: the fd was just returned by the kernel and is owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits until the process exits or `timeout` passes; true if it is gone.
+fn wait_gone(pid: i32, start: Option<u64>, timeout: Option<Duration>) -> bool {
+    let Some(fd) = pidfd(pid) else { return true };
+    if let Some(s) = start {
+        if !berth_runtime::state::process_matches(pid, s) {
+            return true;
+        }
+    }
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => d.saturating_duration_since(Instant::now()).as_millis() as i32,
+        };
+        // SAFETY: poll on one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        if n > 0 {
+            return true;
+        }
+        if n == 0 {
+            return false;
+        }
+    }
+}
+
+/// Sends a signal to the container's init (checked by its start time, through a pidfd).
+pub fn signal(c: &Container, sig: i32) -> Result<()> {
+    let Some(pid) = c.live_pid() else {
+        bail!("container {} is not running", c.name);
+    };
+    let fd = pidfd(pid).ok_or_else(|| anyhow!("container {} is not running", c.name))?;
+    if !berth_runtime::state::process_matches(pid, c.pid_start.unwrap_or(0)) {
+        bail!("container {} is not running", c.name);
+    }
+    // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e).with_context(|| format!("signalling container {}", c.name));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until a running container has exited and its clean-up is done; its exit code.
+pub fn wait_exit(
+    store: &mut Store,
+    paths: &Paths,
+    id: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<i32>> {
+    let c = record::get(store.db.conn(), id)?.ok_or_else(|| anyhow!("no such container: {id}"))?;
+    if c.monitor_alive() {
+        if !wait_gone(c.monitor_pid.unwrap_or(0), c.monitor_start, timeout) {
+            bail!("container {} did not exit in time", c.name);
+        }
+    } else if let Some(pid) = c.live_pid() {
+        if !wait_gone(pid, c.pid_start, timeout) {
+            bail!("container {} did not exit in time", c.name);
+        }
+    }
+    // Without a monitor (killed), nobody recorded the exit: do it here.
+    if let Some(c) = record::get(store.db.conn(), id)? {
+        if c.state == "running" && !c.status().is_running() {
+            cleanup(store, paths, id)?;
+        }
+    }
+    Ok(record::get(store.db.conn(), id)?.and_then(|c| c.exit_code))
+}
+
+/// `stop`: the stop signal, then SIGKILL after `timeout` seconds.
+pub fn stop(store: &mut Store, paths: &Paths, c: &Container, timeout: Option<u32>) -> Result<()> {
+    if !c.status().is_running() {
+        if c.state == "running" {
+            cleanup(store, paths, &c.id)?;
+        }
+        return Ok(());
+    }
+    let t = timeout.unwrap_or(c.settings.stop_timeout);
+    signal(c, settings::parse_signal(&c.settings.stop_signal)?)?;
+    let pid = c.pid.unwrap_or(0);
+    if !wait_gone(pid, c.pid_start, Some(Duration::from_secs(t.into()))) {
+        let _ = signal(c, libc::SIGKILL);
+        wait_gone(pid, c.pid_start, Some(Duration::from_secs(10)));
+    }
+    wait_exit(store, paths, &c.id, Some(Duration::from_secs(30)))?;
+    Ok(())
+}
+
+/// The monitor's clean-up (`berth container cleanup ID`): record the exit, delete the runtime's
+/// state, unmount, and remove the container when it was run with `--rm`.
+pub fn cleanup(store: &mut Store, paths: &Paths, id: &str) -> Result<()> {
+    let _lock = lock(paths, id)?;
+    let Some(c) = record::get(store.db.conn(), id)? else {
+        return Ok(());
+    };
+    let exit = ExitRecord::load(&paths.run_dir(id));
+    cleanup_locked(store, paths, &c, exit)
+}
+
+fn runtime_delete(paths: &Paths, c: &Container) {
+    match runtime_choice(paths, &c.settings) {
+        RuntimeChoice::Builtin { root } => {
+            if let Ok(rt) = berth_runtime::Runtime::new(root) {
+                let _ = rt.delete(&c.id, &berth_runtime::DeleteOptions { force: true });
+            }
+        }
+        RuntimeChoice::Binary { path, root } => {
+            let _ = std::process::Command::new(path)
+                .arg("--root")
+                .arg(root)
+                .args(["delete", "--force", &c.id])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn cleanup_locked(
+    store: &mut Store,
+    paths: &Paths,
+    c: &Container,
+    exit: Option<ExitRecord>,
+) -> Result<()> {
+    runtime_delete(paths, c);
+    unmount_rootfs(paths, &c.id);
+    if c.state == "running" {
+        let tx = store.db.write()?;
+        record::set_exited(
+            &tx,
+            &c.id,
+            exit.map(|e| e.code),
+            exit.map_or_else(berth_monitor::logfile::now_ns, |e| e.finished_ns),
+        )?;
+        tx.commit()?;
+    }
+    let _ = std::fs::remove_dir_all(paths.run_dir(&c.id));
+    if c.settings.auto_remove {
+        remove_files_and_row(store, paths, c)?;
+    }
+    Ok(())
+}
+
+fn remove_files_and_row(store: &mut Store, paths: &Paths, c: &Container) -> Result<()> {
+    let dir = paths.container_dir(&c.id);
+    berth_image::snapshot::remove_dir(&dir.join("snapshot"))
+        .with_context(|| format!("removing the root filesystem of {}", c.name))?;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    let _ = std::fs::remove_dir_all(paths.run_dir(&c.id));
+    let tx = store.db.write()?;
+    record::delete(&tx, &c.id)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// `rm`: a running container only with `force` (killed first).
+pub fn remove(store: &mut Store, paths: &Paths, c: &Container, force: bool) -> Result<()> {
+    if c.status().is_running() {
+        if !force {
+            bail!(
+                "cannot remove container {}: it is running (stop it first, or use rm -f)",
+                c.name
+            );
+        }
+        signal(c, libc::SIGKILL)?;
+        wait_exit(store, paths, &c.id, Some(Duration::from_secs(30)))?;
+    } else if c.state == "running" {
+        cleanup(store, paths, &c.id)?;
+    }
+    let _lock = lock(paths, &c.id)?;
+    let Some(c) = record::get(store.db.conn(), &c.id)? else {
+        return Ok(()); // removed by its own --rm clean-up meanwhile
+    };
+    runtime_delete(paths, &c);
+    unmount_rootfs(paths, &c.id);
+    remove_files_and_row(store, paths, &c)
+}

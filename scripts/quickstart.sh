@@ -14,7 +14,11 @@
 #      `berth-runtime spec`, then edited: hostname "berth-demo", memory limit
 #      64 MiB, pids limit 64, a process that prints what it sees);
 #   4. runs it: `berth-runtime --root <tmp> run --bundle demo berth-demo-<pid>`,
-#      and removes the state dir afterwards.
+#      and removes the state dir afterwards;
+#   5. the engine: `berth import` makes the embedded default image `berth-demo`
+#      from the same busybox rootfs (offline), and `berth run --rm` runs it with
+#      a memory and a pids limit, watched by a berth-monitor (temp store, removed
+#      afterwards).
 # Running it again is safe: it rebuilds nothing that is up to date and remakes
 # the bundle.
 #
@@ -98,12 +102,13 @@ else
     fi
 
     # --- 2. build ---------------------------------------------------------
-    say "cargo build --release -p berth-runtime-cli ($CARGO $have, as $BUILD_USER)"
+    PKGS=(-p berth-runtime-cli -p berth-cli -p berth-monitor -p berth-init)
+    say "cargo build --release ${PKGS[*]} ($CARGO $have, as $BUILD_USER)"
     if [ "$BUILD_USER" != root ]; then
         sudo -u "$BUILD_USER" -H env PATH="$(dirname "$CARGO"):$PATH" \
-            "$CARGO" build --release -p berth-runtime-cli
+            "$CARGO" build --release "${PKGS[@]}"
     else
-        env PATH="$(dirname "$CARGO"):$PATH" "$CARGO" build --release -p berth-runtime-cli
+        env PATH="$(dirname "$CARGO"):$PATH" "$CARGO" build --release "${PKGS[@]}"
     fi
     RUNTIME="$REPO/target/release/berth-runtime"
     [ -x "$RUNTIME" ] || die "build finished but $RUNTIME is missing"
@@ -172,8 +177,15 @@ PY
 # --- 4. run ------------------------------------------------------------------
 STATE=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
 ID="berth-demo-$$"
+BERTH="$REPO/target/release/berth"
+STORE="$STATE/store"
 cleanup() {
     "$RUNTIME" --root "$STATE" delete --force "$ID" >/dev/null 2>&1 || true
+    if [ -x "$BERTH" ] && [ -d "$STORE" ]; then
+        for c in $("$BERTH" --root "$STORE" --runroot "$STATE/run" ps -aq 2>/dev/null); do
+            "$BERTH" --root "$STORE" --runroot "$STATE/run" rm -f "$c" >/dev/null 2>&1 || true
+        done
+    fi
     rm -rf "$STATE"
 }
 trap cleanup EXIT
@@ -181,3 +193,15 @@ trap cleanup EXIT
 say "$RUNTIME --root $STATE run --bundle demo $ID"
 "$RUNTIME" --root "$STATE" run --bundle demo "$ID"
 say "done: the container ran, printed the above and was deleted"
+
+# --- 5. the engine: berth run of the embedded default image --------------------
+if [ -x "$BERTH" ] && [ -x "$REPO/target/release/berth-monitor" ]; then
+    B=("$BERTH" --root "$STORE" --runroot "$STATE/run")
+    say "berth import: the embedded default image berth-demo:latest, from busybox-static (offline)"
+    tar -C "$ROOTFS" -cf "$STATE/rootfs.tar" .
+    "${B[@]}" import "$STATE/rootfs.tar" berth-demo:latest
+    "${B[@]}" images
+    say "berth run --rm --memory 64m --pids-limit 64 --hostname berth-demo berth-demo sh -c ..."
+    "${B[@]}" run --rm --memory 64m --pids-limit 64 --hostname berth-demo berth-demo sh -c "$DEMO_SCRIPT"
+    say "done: berth ran the image in a container (monitor, log, limits) and removed it"
+fi

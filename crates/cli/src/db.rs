@@ -89,6 +89,15 @@ impl Db {
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Every berth command is a short process: checkpointing the WAL (two fsyncs) and deleting
+        // it at each close would cost more than the command's own work. The WAL stays; SQLite's
+        // automatic checkpoints (every 1000 pages) fold it back, and a crash loses nothing
+        // committed either way (WAL + synchronous=NORMAL is durable up to the last checkpoint
+        // and consistent always).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("creating the schema in {}", path.display()))?;

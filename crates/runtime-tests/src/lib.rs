@@ -463,8 +463,9 @@ impl Runtime {
         }
         if let Ok(rd) = std::fs::read_dir(self.root.path()) {
             for e in rd.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    ids.push(e.file_name().to_string_lossy().into_owned());
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) && !name.starts_with('+') {
+                    ids.push(name);
                 }
             }
         }

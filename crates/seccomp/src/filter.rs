@@ -36,6 +36,16 @@ impl CompiledFilter {
         self.notify
     }
 
+    /// The BPF program.
+    pub fn program(&self) -> &[sock_filter] {
+        &self.program
+    }
+
+    /// The flags it is loaded with.
+    pub fn flags(&self) -> c_ulong {
+        self.flags
+    }
+
     /// Number of BPF instructions in the program.
     pub fn instruction_count(&self) -> usize {
         self.program.len()

@@ -10,6 +10,7 @@
 //! Filter flags are those oci-spec can parse: `SECCOMP_FILTER_FLAG_TSYNC`, `_LOG` and
 //! `_SPEC_ALLOW` (`SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` is rejected when the spec is parsed).
 
+mod cache;
 mod compile;
 mod error;
 mod features;
@@ -18,6 +19,7 @@ mod kernel;
 mod names;
 mod notify;
 
+pub use cache::{compile_cached, compile_in, set_cache_dir};
 pub use compile::{compile, NOTIFY_FORBIDDEN_SYSCALLS};
 pub use error::SeccompError;
 pub use features::features;

@@ -74,7 +74,7 @@ impl Prepared {
         if let Some(want) = oom {
             check_oom_score_adj(want)?;
         }
-        let seccomp = seccomp.map(berth_seccomp::compile).transpose()?;
+        let seccomp = seccomp.map(berth_seccomp::compile_cached).transpose()?;
         let io_priority = p.io_priority().as_ref().map(|io| {
             let class = match io.class() {
                 oci_spec::runtime::IOPriorityClass::IoprioClassRt => 1,

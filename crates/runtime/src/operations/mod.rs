@@ -41,6 +41,9 @@ impl Runtime {
             std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
                 .ctx(|| format!("chmod {}", root.display()))?;
         }
+        // Compiled seccomp filters are cached beside the containers' state (only root writes
+        // there); a name with '+' can never be a container id (see `id::validate`).
+        berth_seccomp::set_cache_dir(root.join("+seccomp-cache"));
         Ok(Runtime { root })
     }
 

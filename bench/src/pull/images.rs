@@ -185,6 +185,12 @@ pub fn debian(work: &Path, reg: &Registry, rootfs: &Path) -> Result<Image> {
 
 /// (c) `shape.layers` generated layers (see [`gen::layer_tree`]).
 pub fn multi(work: &Path, reg: &Registry, shape: MultiShape) -> Result<Image> {
+    eprintln!(
+        "multi: generating {} layers, {} files, ~{} MB ...",
+        shape.layers,
+        shape.files(),
+        shape.approx_tar_bytes() / 1_000_000
+    );
     let mut l = Layout::new(work.join("multi-layout"))?;
     let mut files = 0;
     for i in 0..shape.layers {
@@ -193,6 +199,9 @@ pub fn multi(work: &Path, reg: &Registry, shape: MultiShape) -> Result<Image> {
         files += st.files;
         l.add_tree(&tree, true)?;
         fs::remove_dir_all(&tree)?;
+    }
+    if files != shape.files() {
+        bail!("multi: {files} files generated, {} expected", shape.files());
     }
     let title = format!(
         "multi-layer ({} gzip layers, {files} files, generated)",

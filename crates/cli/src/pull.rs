@@ -320,7 +320,6 @@ fn stream_layer(
         (download, unpacked)
     });
     // A bad download (digest mismatch, lost connection) is the cause of any unpack error too.
-    drop(counted);
     download?;
     let u = unpacked.context("unpacking")?;
     w.commit(Some(&l.digest))?;

@@ -160,6 +160,20 @@ fn multi_layer_pull_turns_deletions_into_overlay_whiteouts() {
     assert_eq!(id.len(), 64, "the id on a line of its own: {out:?}");
     // --quiet on a terminal: the id alone.
     assert_eq!(shell("--quiet").trim(), id);
+    // push on a terminal: bars too (each blob uploaded), then the manifest digest.
+    let push = format!(
+        "{} --root {} --runroot {} push --tls-verify=false {name} {}/test/pushed:1",
+        env!("CARGO_BIN_EXE_berth"),
+        b.root.path().display(),
+        b.runroot.path().display(),
+        reg.host()
+    );
+    let out = run(Command::new("script").args(["-qec", &push, "/dev/null"]));
+    assert!(
+        out.contains("Copying blob ") && out.contains("Copying config "),
+        "{out}"
+    );
+    assert!(out.contains("Pushed sha256:"), "{out}");
     let v = b.inspect(&name);
     let layers: Vec<String> = v["RootFS"]["Layers"]
         .as_array()

@@ -62,6 +62,7 @@ fn encode(key: &[u8], f: &CompiledFilter) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() + 16 + f.program().len() * 8);
     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
     out.extend_from_slice(key);
+    #[allow(clippy::unnecessary_cast)] // c_ulong is u32 on some targets
     out.extend_from_slice(&(f.flags() as u64).to_le_bytes());
     out.push(f.uses_notify() as u8);
     for ins in f.program() {

@@ -14,8 +14,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== build berth-runtime"
-cargo build --locked -p berth-runtime-cli
+echo "== build (every binary: the tests drive berth, berth-runtime, berth-monitor, berth-init)"
+cargo build --workspace --locked
 export BERTH_RUNTIME="$PWD/target/debug/berth-runtime"
 echo "== cargo test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

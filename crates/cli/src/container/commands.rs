@@ -32,6 +32,52 @@ pub struct PsArgs {
     pub format: Option<String>,
 }
 
+/// `top`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TopArgs {
+    pub container: String,
+    /// Options for ps (default -ef).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_options: Vec<String>,
+}
+
+/// `stats`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StatsArgs {
+    /// Print one reading and exit.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// `json` (one object per line) or `table`.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Containers (default: every running one).
+    pub containers: Vec<String>,
+}
+
+/// `cp`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CpArgs {
+    /// Archive mode: keep the files' uid/gid.
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Follow a symlink given as SRC.
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// CONTAINER:PATH, a host path, or `-` (a tar stream on stdin).
+    #[arg(allow_hyphen_values = true)]
+    pub src: String,
+    /// CONTAINER:PATH, a host path, or `-` (a tar stream on stdout).
+    #[arg(allow_hyphen_values = true)]
+    pub dst: String,
+}
+
+/// `rename`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
 /// Container commands.
 #[derive(Subcommand, Debug)]
 pub enum Commands {
@@ -146,6 +192,14 @@ pub enum Commands {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Show a container's processes (host `ps` output; default options -ef).
+    Top(TopArgs),
+    /// Show containers' CPU, memory, block I/O and process counts.
+    Stats(StatsArgs),
+    /// Copy files between a container and the host (`CONTAINER:PATH`; `-` is a tar stream).
+    Cp(CpArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
     /// Container management.
     Container {
         #[command(subcommand)]
@@ -171,6 +225,20 @@ pub enum ContainerCmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Remove every container that is not running.
+    Prune {
+        /// Do not ask (berth never asks; accepted for compatibility).
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Show a container's processes.
+    Top(TopArgs),
+    /// Show containers' resource usage.
+    Stats(StatsArgs),
+    /// Copy files between a container and the host.
+    Cp(CpArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
     /// Record a container's exit and release its resources (run by its monitor).
     #[command(hide = true)]
     Cleanup { id: String },
@@ -382,6 +450,63 @@ pub fn dispatch(store: &mut Store, paths: &Paths, cmd: &Commands) -> Result<u8> 
             }
             print(&format!("{}\n", serde_json::to_string_pretty(&out)?));
             Ok(0)
+        }
+        Commands::Top(a)
+        | Commands::Container {
+            cmd: ContainerCmd::Top(a),
+        } => {
+            let c = resolve(store, &a.container)?;
+            print(&super::top::top(paths, &c, &a.ps_options)?);
+            Ok(0)
+        }
+        Commands::Stats(a)
+        | Commands::Container {
+            cmd: ContainerCmd::Stats(a),
+        } => {
+            let o = super::stats::StatsOpts {
+                no_stream: a.no_stream,
+                format: a.format.clone(),
+            };
+            super::stats::stats(store, paths, &a.containers, &o)?;
+            Ok(0)
+        }
+        Commands::Cp(a)
+        | Commands::Container {
+            cmd: ContainerCmd::Cp(a),
+        } => {
+            let o = super::files::CpOpts {
+                archive: a.archive,
+                follow_link: a.follow_link,
+            };
+            super::files::cp(store, paths, &a.src, &a.dst, o)?;
+            Ok(0)
+        }
+        Commands::Rename(a)
+        | Commands::Container {
+            cmd: ContainerCmd::Rename(a),
+        } => {
+            super::manage::rename(store, &a.container, &a.new_name)?;
+            Ok(0)
+        }
+        Commands::Container {
+            cmd: ContainerCmd::Prune { .. },
+        } => {
+            let p = super::manage::prune(store, paths)?;
+            if !p.ids.is_empty() {
+                print("Deleted Containers:\n");
+                for id in &p.ids {
+                    print(&format!("{id}\n"));
+                }
+                print("\n");
+            }
+            print(&format!(
+                "Total reclaimed space: {}\n",
+                super::stats::human_size(p.bytes)
+            ));
+            for e in &p.errors {
+                eprintln!("Error: {e}");
+            }
+            Ok(if p.errors.is_empty() { 0 } else { 1 })
         }
         Commands::Container {
             cmd: ContainerCmd::Cleanup { id },

@@ -12,11 +12,15 @@ pub mod attach;
 pub mod commands;
 pub mod defaults;
 pub mod exec;
+pub mod files;
 pub mod lifecycle;
+pub mod manage;
 pub mod query;
 pub mod record;
 pub mod settings;
 pub mod spec;
+pub mod stats;
+pub mod top;
 
 use std::path::{Path, PathBuf};
 

@@ -15,6 +15,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+/// Bumped whenever a table is added or changed (tables: images, tags, image_layers, layers, and
+/// the engine's containers).
+const SCHEMA_VERSION: i32 = 1;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY,              -- config digest, sha256:<hex>
@@ -87,7 +91,12 @@ impl Db {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // The WAL mode and the schema persist in the file: set them up once (and after an upgrade),
+        // recorded by `user_version`, instead of at every command.
+        let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < SCHEMA_VERSION {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Every berth command is a short process: checkpointing the WAL (two fsyncs) and deleting
         // it at each close would cost more than the command's own work. The WAL stays; SQLite's
@@ -99,8 +108,13 @@ impl Db {
             true,
         )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)
-            .with_context(|| format!("creating the schema in {}", path.display()))?;
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(SCHEMA)
+                .with_context(|| format!("creating the schema in {}", path.display()))?;
+            conn.execute_batch(crate::container::record::SCHEMA)
+                .with_context(|| format!("creating the schema in {}", path.display()))?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
         Ok(Db { conn })
     }
 

@@ -204,9 +204,7 @@ fn json_format(f: Option<&str>) -> Result<bool> {
 }
 
 fn open(cli: &Cli) -> Result<Store> {
-    let store = Store::open(&cli.root, &cli.runroot)?;
-    container::record::ensure_schema(store.db.conn())?;
-    Ok(store)
+    Store::open(&cli.root, &cli.runroot)
 }
 
 fn paths(cli: &Cli) -> container::Paths {

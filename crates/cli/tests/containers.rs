@@ -777,3 +777,29 @@ fn many_concurrent_commands_keep_the_database_whole() {
     e.b.check_db();
     e.assert_clean();
 }
+
+#[test]
+fn start_attach_and_create_then_start() {
+    let e = Engine::new();
+    e.ok(&[
+        "create",
+        "--name",
+        "sa",
+        "bb",
+        "sh",
+        "-c",
+        "echo hi; echo err >&2; exit 5",
+    ]);
+    assert_eq!(e.inspect("sa")["State"]["Status"], "created");
+    let t = Instant::now();
+    let o = e.output(&["start", "-a", "sa"]);
+    let (out, err) = text(&o);
+    assert_eq!((out.as_str(), err.as_str()), ("hi\n", "err\n"));
+    assert_eq!(o.status.code(), Some(5));
+    // The monitor's own clean-up ran (start -a leaves it to the monitor) and was prompt.
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(e.inspect("sa")["State"]["ExitCode"], 5);
+    assert!(e.mounts().is_empty());
+    e.ok(&["rm", "sa"]);
+    e.assert_clean();
+}

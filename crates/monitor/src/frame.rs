@@ -23,6 +23,10 @@ pub const STDIN_EOF: u8 = 7;
 /// Client to monitor: send this signal (big-endian i32) to the container's init.
 pub const SIGNAL: u8 = 8;
 
+/// Starter to monitor, after `EXIT`: the starter (a foreground `berth run`) did the clean-up itself,
+/// so the monitor just ends instead of exec'ing the clean-up command.
+pub const CLEANED: u8 = 9;
+
 /// Largest payload accepted from a peer.
 pub const MAX_PAYLOAD: usize = 1 << 20;
 

@@ -36,6 +36,8 @@ use nix::unistd::{ForkResult, Pid};
 const STARTER_FD: RawFd = 3;
 /// How long output may keep coming after the init exited (processes that escaped its pid namespace).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// Quiet time after which the pages that activity faulted in are shed (see `shed_file_pages`).
+const IDLE_SHED_MS: i32 = 1000;
 
 type Res<T> = Result<T, String>;
 
@@ -129,6 +131,8 @@ fn run(dir: &Path, starter: UnixStream) -> Res<()> {
         }
     }
 
+    shed_file_pages();
+    let mut touched = true;
     let mut clients: Vec<Client> = Vec::new();
     let mut starter_dec = Decoder::default();
     let mut pending_stdin: Vec<u8> = Vec::new();
@@ -182,7 +186,15 @@ fn run(dir: &Path, starter: UnixStream) -> Res<()> {
         for c in &clients {
             fds.push(pfd(c.sock.as_raw_fd(), libc::POLLIN));
         }
-        let timeout = if exit.is_some() { 100 } else { -1 };
+        // After activity, shed the pages it faulted in once things are quiet again (an idle
+        // monitor then blocks in poll with a minimal footprint).
+        let timeout = if exit.is_some() {
+            100
+        } else if touched {
+            IDLE_SHED_MS
+        } else {
+            -1
+        };
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if n < 0 {
@@ -192,6 +204,12 @@ fn run(dir: &Path, starter: UnixStream) -> Res<()> {
             }
             return Err(format!("poll: {e}"));
         }
+        if n == 0 && touched && exit.is_none() {
+            shed_file_pages();
+            touched = false;
+            continue;
+        }
+        touched = true;
         if fds[0].revents != 0 {
             while let Ok(Some(_)) = sfd.read_signal() {}
         }
@@ -322,7 +340,11 @@ fn run(dir: &Path, starter: UnixStream) -> Res<()> {
     drop(listener);
     let _ = std::fs::remove_file(dir.join(config::ATTACH_SOCKET));
     if let Some(s) = &mut starter {
-        let _ = s.write_all(&f);
+        // A foreground starter cleans up itself (no exec of the engine here) and says CLEANED;
+        // if it goes away without saying so (killed), the clean-up is ours.
+        if s.write_all(&f).is_ok() && starter_cleaned(s, &mut starter_dec) {
+            return Ok(());
+        }
         // The clean-up keeps it open: the starter's end sees EOF when the clean-up is over.
         let _ = fcntl(&*s, FcntlArg::F_SETFD(FdFlag::empty()));
     }
@@ -338,6 +360,78 @@ fn run(dir: &Path, starter: UnixStream) -> Res<()> {
         .map_err(err("unblocking signals"))?;
     let e = nix::unistd::execv(&argv[0], &argv).unwrap_err();
     Err(format!("exec {:?}: {e}", cfg.exit_command[0]))
+}
+
+/// Drops the page-table entries of the read-only file mappings (our binary's code, libc, ld.so)
+/// that start-up touched, and turns off fault-around for them: the monitor idles for the
+/// container's whole life, touching a few pages of code per event, while the kernel's fault-around
+/// had mapped ~2.5 MB of libc and binary pages around the ones start-up needed. Only mappings that
+/// are not writable and hold no private (copied) page are touched, so nothing but page-table entries
+/// is dropped: the pages stay in the page cache and come back on use.
+fn shed_file_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize, bool)> = None;
+    let shed = |vma: Option<(usize, usize, bool)>, anon_kb: u64| {
+        if let Some((start, end, eligible)) = vma {
+            if eligible && anon_kb == 0 {
+                // SAFETY: advising the kernel about a mapping of this process that is read-only,
+                // file-backed and holds no private pages: MADV_DONTNEED only drops its page-table
+                // entries, which refault from the page cache with the same contents.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+                }
+            }
+        }
+    };
+    let mut anon_kb = 0u64;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                shed(current.take(), anon_kb);
+                anon_kb = 0;
+                let perms = f.next().unwrap_or("");
+                let inode = f.nth(2).unwrap_or("0");
+                let path = f.next().unwrap_or("");
+                let eligible = !perms.contains('w') && inode != "0" && path.starts_with('/');
+                current = Some((start, end, eligible));
+                continue;
+            }
+        }
+        if first == "Anonymous:" {
+            anon_kb = f.next().and_then(|v| v.parse().ok()).unwrap_or(1);
+        }
+    }
+    shed(current, anon_kb);
+}
+
+/// After EXIT: waits for the starter's CLEANED (true), or its hang-up or silence (false).
+fn starter_cleaned(s: &mut UnixStream, dec: &mut Decoder) -> bool {
+    const PATIENCE: Duration = Duration::from_secs(60);
+    if s.set_read_timeout(Some(PATIENCE)).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        loop {
+            match dec.next_frame() {
+                Ok(Some(f)) if f.kind == frame::CLEANED => return true,
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(_) => return false,
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => dec.push(&buf[..n]),
+        }
+    }
 }
 
 /// Reads what a client sent; false when it hung up.

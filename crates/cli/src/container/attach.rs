@@ -78,7 +78,29 @@ pub struct Relay {
 }
 
 /// Relays until the container exits; its exit code (None if the stream ended without one).
-pub fn relay(mut sock: UnixStream, r: Relay) -> Result<Option<i32>> {
+pub fn relay(sock: UnixStream, r: Relay) -> Result<Option<i32>> {
+    relay_inner(sock, r).map(|(code, _)| code)
+}
+
+/// Relays until the `EXIT` frame and returns at once with the code and the socket: the caller does
+/// the clean-up itself and then sends [`frame::CLEANED`] (see [`cleaned`]); a monitor that gets no
+/// such word does the clean-up on its own.
+pub fn relay_until_exit(sock: UnixStream, r: Relay) -> Result<(Option<i32>, UnixStream)> {
+    relay_inner(
+        sock,
+        Relay {
+            wait_for_cleanup: false,
+            ..r
+        },
+    )
+}
+
+/// Tells the monitor the clean-up is done.
+pub fn cleaned(sock: &mut UnixStream) {
+    let _ = frame::write_frame(sock, frame::CLEANED, &[]);
+}
+
+fn relay_inner(mut sock: UnixStream, r: Relay) -> Result<(Option<i32>, UnixStream)> {
     let mut mask = SigSet::empty();
     for s in PROXIED {
         mask.add(s);
@@ -149,11 +171,14 @@ pub fn relay(mut sock: UnixStream, r: Relay) -> Result<Option<i32>> {
                 if !r.wait_for_cleanup {
                     break;
                 }
+                // Our end of the conversation is over: the monitor, seeing it, runs the clean-up
+                // and closes when done.
+                let _ = sock.shutdown(std::net::Shutdown::Write);
             }
             _ => {}
         }
     }
-    Ok(code)
+    Ok((code, sock))
 }
 
 /// Connects to a running container's attach socket.

@@ -546,7 +546,7 @@ fn run(
         print(&format!("{}\n", c.id));
         return Ok(0);
     }
-    let code = attach::relay(
+    let (code, mut sock) = attach::relay_until_exit(
         started.sock,
         Relay {
             stdin: args.interactive,
@@ -555,7 +555,12 @@ fn run(
         },
     )?;
     match code {
-        Some(c) => Ok(c.clamp(0, 255) as u8),
+        Some(code) => {
+            // The clean-up here, in this process, saves the monitor an exec of the engine.
+            lifecycle::cleanup(store, paths, &c.id)?;
+            attach::cleaned(&mut sock);
+            Ok(code.clamp(0, 255) as u8)
+        }
         None => {
             // The monitor went away without an exit code: report what the record says.
             std::thread::sleep(Duration::from_millis(50));

@@ -395,7 +395,12 @@ pub fn start(store: &mut Store, paths: &Paths, c: &Container) -> Result<Option<S
 fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Started> {
     let dir = paths.container_dir(&c.id);
     let rootfs = mount_rootfs(store, paths, c)?;
-    spec::write_etc_files(&dir, &c.settings)?;
+    // The run dir (on the runroot, a tmpfs normally) holds what lives only while the container
+    // runs: the monitor's files and the generated /etc files.
+    let run_dir = paths.run_dir(&c.id);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    spec::write_etc_files(&run_dir, &c.settings)?;
     let cgroup_v2 = matches!(
         berth_cgroups::detect_layout(),
         Ok(berth_cgroups::Layout::Unified)
@@ -406,16 +411,13 @@ fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Start
         &spec::SpecInputs {
             id: &c.id,
             rootfs: &rootfs,
-            dir: &dir,
+            dir: &run_dir,
             init_binary: init.as_deref(),
             cgroup_v2,
         },
     )?;
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(&config)?)
         .context("writing config.json")?;
-    let run_dir = paths.run_dir(&c.id);
-    let _ = std::fs::remove_dir_all(&run_dir);
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let exe = std::env::current_exe().context("finding the berth binary")?;
     let mcfg = MonitorConfig {
         id: c.id.clone(),

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::settings::Settings;
 
-/// The containers table (foreign key to images: an image in use cannot be deleted under a container).
+/// The containers table (foreign key to images: an image in use cannot be deleted under a container),
+/// created with the others by `Db::open`.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
@@ -132,12 +133,6 @@ impl Container {
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
     }
-}
-
-/// Creates the table.
-pub fn ensure_schema(conn: &Connection) -> Result<()> {
-    conn.execute_batch(SCHEMA)
-        .context("creating the containers table")
 }
 
 const COLUMNS: &str = "id, name, image_id, image_name, created_ns, settings, state, pid, pid_start,

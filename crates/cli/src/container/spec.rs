@@ -216,7 +216,7 @@ fn device_entry(d: &super::settings::Device) -> Result<(Value, Value)> {
 pub struct SpecInputs<'a> {
     pub id: &'a str,
     pub rootfs: &'a Path,
-    /// The container's own dir (etc files live there).
+    /// The container's run dir (the generated /etc files live there).
     pub dir: &'a Path,
     /// berth-init on the host, for `--init`.
     pub init_binary: Option<&'a Path>,

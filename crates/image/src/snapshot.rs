@@ -200,6 +200,25 @@ impl Drop for Snapshot {
 /// `dir/merged` must be empty; `dir/upper` may hold an earlier run's changes (overlay). On error
 /// `dir` may hold partial content and nothing is mounted: delete it with [`remove_dir`].
 pub fn prepare(layers: &[&Path], dir: &Path, mode: Mode) -> Result<Snapshot> {
+    prepare_with(layers, dir, mode, OverlayOptions::default())
+}
+
+/// Overlay mount options beyond the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OverlayOptions {
+    /// overlayfs `volatile`: no syncs of the upper dir (nor at unmount). For snapshots that are
+    /// thrown away with their container (`run --rm`): after a crash the upper dir is unusable,
+    /// which for those does not matter.
+    pub volatile: bool,
+}
+
+/// [`prepare`] with overlay options (ignored by [`Mode::Copy`]).
+pub fn prepare_with(
+    layers: &[&Path],
+    dir: &Path,
+    mode: Mode,
+    opts: OverlayOptions,
+) -> Result<Snapshot> {
     if layers.is_empty() {
         return Err(invalid("snapshot", "no layers"));
     }
@@ -231,11 +250,11 @@ pub fn prepare(layers: &[&Path], dir: &Path, mode: Mode) -> Result<Snapshot> {
     match mode {
         Mode::Copy => copy_layers(layers, &snap.merged)?,
         Mode::Overlay => {
-            mount_overlay(layers, dir).map_err(|e| mount_error(e, &snap.merged))?;
+            mount_overlay(layers, dir, opts).map_err(|e| mount_error(e, &snap.merged))?;
             snap.mode = Mode::Overlay;
             snap.mounted = true;
         }
-        Mode::Auto => match mount_overlay(layers, dir) {
+        Mode::Auto => match mount_overlay(layers, dir, opts) {
             Ok(()) => {
                 snap.mode = Mode::Overlay;
                 snap.mounted = true;
@@ -277,7 +296,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// The classic option string, lowers top first.
-fn options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Vec<u8> {
+fn options(lowers: &[PathBuf], upper: &Path, work: &Path, o: OverlayOptions) -> Vec<u8> {
     let mut s = b"lowerdir=".to_vec();
     for (i, l) in lowers.iter().rev().enumerate() {
         if i > 0 {
@@ -290,10 +309,17 @@ fn options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Vec<u8> {
         s.extend_from_slice(v.as_os_str().as_bytes());
     }
     s.extend_from_slice(b",index=off");
+    if o.volatile {
+        s.extend_from_slice(b",volatile");
+    }
     s
 }
 
-fn mount_overlay(layers: &[&Path], dir: &Path) -> std::result::Result<(), Errno> {
+fn mount_overlay(
+    layers: &[&Path],
+    dir: &Path,
+    o: OverlayOptions,
+) -> std::result::Result<(), Errno> {
     let abs = |p: &Path| absolute(p).map_err(|_| Errno::EINVAL);
     let lowers = layers
         .iter()
@@ -304,15 +330,15 @@ fn mount_overlay(layers: &[&Path], dir: &Path) -> std::result::Result<(), Errno>
         abs(&dir.join("work"))?,
         abs(&dir.join("merged"))?,
     );
-    let opts = options(&lowers, &upper, &work);
+    let opts = options(&lowers, &upper, &work, o);
     let all_plain = lowers.iter().all(|l| plain(l)) && plain(&upper) && plain(&work);
     if all_plain && opts.len() < page_size() {
         return mount_classic(&opts, &merged);
     }
-    match mount_new_api(&lowers, &upper, &work, &merged, true) {
+    match mount_new_api(&lowers, &upper, &work, &merged, true, o) {
         // No new mount API (< 5.2) or no `lowerdir+` (< 6.8): descriptor paths, if they fit.
         Err(Errno::ENOSYS) | Err(Errno::EINVAL) => {
-            mount_via_fd_paths(&lowers, &upper, &work, &merged)
+            mount_via_fd_paths(&lowers, &upper, &work, &merged, o)
         }
         other => other,
     }
@@ -335,6 +361,7 @@ pub(crate) fn mount_via_fd_paths(
     upper: &Path,
     work: &Path,
     merged: &Path,
+    o: OverlayOptions,
 ) -> std::result::Result<(), Errno> {
     let (lower_fds, upper_fd, work_fd) = (
         lowers
@@ -349,6 +376,7 @@ pub(crate) fn mount_via_fd_paths(
         &short,
         &proc_fd(upper_fd.as_fd()),
         &proc_fd(work_fd.as_fd()),
+        o,
     );
     if opts.len() >= page_size() {
         return Err(Errno::E2BIG);
@@ -370,6 +398,7 @@ fn proc_fd(fd: BorrowedFd<'_>) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_SET_FD: libc::c_uint = 5;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
@@ -451,6 +480,7 @@ fn mount_new_api(
     work: &Path,
     merged: &Path,
     try_fd: bool,
+    o: OverlayOptions,
 ) -> std::result::Result<(), Errno> {
     let name = c"overlay";
     // SAFETY: fsopen with a static NUL-terminated name.
@@ -462,6 +492,9 @@ fn mount_new_api(
     set_dir(fs, "upperdir", upper, try_fd)?;
     set_dir(fs, "workdir", work, try_fd)?;
     fsconfig(fs, FSCONFIG_SET_STRING, Some("index"), Some(b"off"), 0)?;
+    if o.volatile {
+        fsconfig(fs, FSCONFIG_SET_FLAG, Some("volatile"), None, 0)?;
+    }
     fsconfig(fs, FSCONFIG_CMD_CREATE, None, None, 0)?;
     // SAFETY: fsmount on a configured filesystem context we own.
     let mnt = syscall_fd(unsafe {
@@ -883,7 +916,12 @@ mod tests {
     #[test]
     fn option_string_is_top_first() {
         let l = [PathBuf::from("/l1"), PathBuf::from("/l2")];
-        let s = options(&l, Path::new("/u"), Path::new("/w"));
+        let s = options(
+            &l,
+            Path::new("/u"),
+            Path::new("/w"),
+            OverlayOptions::default(),
+        );
         assert_eq!(s, b"lowerdir=/l2:/l1,upperdir=/u,workdir=/w,index=off");
         assert!(plain(Path::new("/a/b")));
         for bad in ["/a:b", "/a,b", "/a\\b"] {
@@ -895,7 +933,9 @@ mod tests {
     fn fd_path_fallback_mounts_long_stacks() {
         let tmp = tempfile::tempdir().unwrap();
         let layers = long_layers(tmp.path(), 60);
-        assert!(options(&layers, tmp.path(), tmp.path()).len() > page_size());
+        assert!(
+            options(&layers, tmp.path(), tmp.path(), OverlayOptions::default()).len() > page_size()
+        );
         let (u, w, m) = (
             tmp.path().join("u"),
             tmp.path().join("w"),
@@ -904,7 +944,7 @@ mod tests {
         for d in [&u, &w, &m] {
             std::fs::create_dir(d).unwrap();
         }
-        mount_via_fd_paths(&layers, &u, &w, &m).unwrap();
+        mount_via_fd_paths(&layers, &u, &w, &m, OverlayOptions::default()).unwrap();
         let _guard = Unmount(m.clone());
         assert_eq!(std::fs::read_to_string(m.join("top")).unwrap(), "59");
         assert!(m.join("f0").exists() && m.join("f59").exists());
@@ -927,12 +967,56 @@ mod tests {
             for d in [&u, &w, &m] {
                 std::fs::create_dir(d).unwrap();
             }
-            mount_new_api(&layers, &u, &w, &m, try_fd).unwrap();
+            mount_new_api(&layers, &u, &w, &m, try_fd, OverlayOptions::default()).unwrap();
             let _guard = Unmount(m.clone());
             assert_eq!(std::fs::read_to_string(m.join("top")).unwrap(), "short");
             assert!(m.join("f0").exists() && m.join("f1").exists());
             std::fs::write(m.join("new"), "x").unwrap();
             assert!(u.join("new").exists(), "upperdir must be the one given");
         }
+    }
+
+    /// `volatile` reaches the mount, by the option string and by the new mount API.
+    #[test]
+    fn volatile_overlays() {
+        let mountinfo_opts = |m: &Path| -> String {
+            let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            let m = m.to_string_lossy().into_owned();
+            mi.lines()
+                .find(|l| l.split(' ').nth(4) == Some(m.as_str()))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let v = OverlayOptions { volatile: true };
+        // Option string (plain paths).
+        let tmp = tempfile::tempdir().unwrap();
+        let layers = long_layers(tmp.path(), 2);
+        let refs: Vec<&Path> = layers.iter().map(PathBuf::as_path).collect();
+        let snap = prepare_with(&refs, &tmp.path().join("s"), Mode::Overlay, v).unwrap();
+        assert!(mountinfo_opts(snap.merged()).contains("volatile"));
+        std::fs::write(snap.merged().join("x"), "y").unwrap();
+        snap.remove().unwrap();
+        // New mount API (a path the option string cannot carry).
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("odd:name");
+        let layers = long_layers(&base, 2);
+        let (u, w, m) = (base.join("u"), base.join("w"), base.join("m"));
+        for d in [&u, &w, &m] {
+            std::fs::create_dir(d).unwrap();
+        }
+        mount_new_api(&layers, &u, &w, &m, true, v).unwrap();
+        let _guard = Unmount(m.clone());
+        assert!(
+            mountinfo_opts(&m).contains("volatile"),
+            "{}",
+            mountinfo_opts(&m)
+        );
+        // Without it, no volatile.
+        let tmp = tempfile::tempdir().unwrap();
+        let layers = long_layers(tmp.path(), 1);
+        let refs: Vec<&Path> = layers.iter().map(PathBuf::as_path).collect();
+        let snap = prepare(&refs, &tmp.path().join("s"), Mode::Overlay).unwrap();
+        assert!(!mountinfo_opts(snap.merged()).contains("volatile"));
+        snap.remove().unwrap();
     }
 }

@@ -345,8 +345,17 @@ pub(crate) fn mount_rootfs(store: &Store, paths: &Paths, c: &Container) -> Resul
         .map(|l| store.layer_dir(&l.diff_id))
         .collect();
     let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-    let snap = berth_image::snapshot::prepare(&refs, &snap_dir, berth_image::snapshot::Mode::Auto)
-        .with_context(|| format!("mounting the root filesystem of {}", c.name))?;
+    // A `--rm` container's upper dir is thrown away with it: no syncs for it (overlay `volatile`).
+    let opts = berth_image::snapshot::OverlayOptions {
+        volatile: c.settings.auto_remove,
+    };
+    let snap = berth_image::snapshot::prepare_with(
+        &refs,
+        &snap_dir,
+        berth_image::snapshot::Mode::Auto,
+        opts,
+    )
+    .with_context(|| format!("mounting the root filesystem of {}", c.name))?;
     // The mount outlives this process (the container uses it); the clean-up unmounts it.
     std::mem::forget(snap);
     Ok(merged)
@@ -662,8 +671,11 @@ fn cleanup_locked(
     c: &Container,
     exit: Option<ExitRecord>,
 ) -> Result<()> {
-    runtime_delete(paths, c);
-    unmount_rootfs(paths, &c.id);
+    // The runtime's delete (cgroup removal) and the unmount are independent: side by side.
+    std::thread::scope(|t| {
+        t.spawn(|| runtime_delete(paths, c));
+        unmount_rootfs(paths, &c.id);
+    });
     if c.state == "running" {
         let tx = store.db.write()?;
         record::set_exited(

@@ -5,10 +5,12 @@ set -euo pipefail
 
 # Packages: build deps, the peers the tests interoperate with (docker.io: a private dockerd for
 # `docker load`/`docker save` interop; the tests start their own, the host service is not used),
-# and small root filesystems.
-PKGS=(pkg-config libseccomp-dev gcc busybox-static runc crun podman skopeo umoci docker-registry docker.io openssl procps iproute2 uidmap util-linux)
+# small root filesystems, nftables (the firewall rules of bridge networks) and iperf3 (the
+# network benchmark).
+PKGS=(pkg-config libseccomp-dev gcc busybox-static runc crun podman skopeo umoci docker-registry docker.io openssl procps iproute2 uidmap util-linux nftables iperf3)
 if [ "${1:-}" = "--minimal" ]; then
-  PKGS=(pkg-config libseccomp-dev gcc busybox-static procps)
+  # nftables: bridge networks (the default for containers) need `nft`.
+  PKGS=(pkg-config libseccomp-dev gcc busybox-static procps nftables)
 fi
 
 missing=()

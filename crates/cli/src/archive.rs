@@ -385,11 +385,21 @@ fn load_docker(store: &mut Store, path: &Path) -> Result<Vec<String>> {
 }
 
 /// `berth import FILE|- [REF]`: returns the image id.
-pub fn import(store: &mut Store, file: &str, reference: Option<&str>) -> Result<String> {
+pub fn import(
+    store: &mut Store,
+    file: &str,
+    reference: Option<&str>,
+    changes: &[String],
+) -> Result<String> {
     let tags = match reference {
         Some(r) => vec![tag_name(r)?],
         None => vec![],
     };
+    // Checked before anything is stored.
+    let mut run_config = RunConfig::default();
+    for c in changes {
+        apply_change(&mut run_config, c).with_context(|| format!("invalid --change {c:?}"))?;
+    }
     let _lock = store.lock_shared()?;
     let layer = if file == "-" {
         store_layer(store, &mut io::stdin().lock())?
@@ -399,7 +409,7 @@ pub fn import(store: &mut Store, file: &str, reference: Option<&str>) -> Result<
     };
     let compression = berth_image::formats::layer_type(&layer.media_type)?.compression;
     let (diff_id, size) = store.unpack_blob(&layer.digest, Some(compression), None)?;
-    let mut config = ImageConfig::new(RunConfig::default(), vec![diff_id]);
+    let mut config = ImageConfig::new(run_config, vec![diff_id]);
     let now = now_rfc3339();
     config.created = Some(now.clone());
     config.history = vec![serde_json::json!({
@@ -422,4 +432,168 @@ pub fn import(store: &mut Store, file: &str, reference: Option<&str>) -> Result<
         &tags,
         Some(&[size]),
     )
+}
+
+/// Words of a Dockerfile instruction's arguments: split on whitespace outside double quotes
+/// (the quotes removed, `\"` kept as a quote).
+fn words(s: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut any) = (false, false);
+    let mut chars = s.chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => {
+                cur.extend(chars.next());
+                any = true;
+            }
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if quoted {
+        bail!("unbalanced double quote");
+    }
+    if any {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// A JSON array of strings (`["a", "b"]`), or None when `s` is not one.
+fn json_words(s: &str) -> Option<Vec<String>> {
+    s.trim_start()
+        .starts_with('[')
+        .then(|| serde_json::from_str(s).ok())
+        .flatten()
+}
+
+/// `KEY=VALUE ...` (or the legacy `KEY VALUE`) of ENV and LABEL.
+fn pairs(rest: &str) -> Result<Vec<(String, String)>> {
+    let w = words(rest)?;
+    if w.first().is_some_and(|f| !f.contains('=')) {
+        let (k, v) = rest
+            .trim()
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| anyhow::anyhow!("want KEY=VALUE"))?;
+        return Ok(vec![(k.to_string(), v.trim().to_string())]);
+    }
+    w.into_iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("{p:?}: want KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// One `import --change` instruction (docker's: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL,
+/// USER, VOLUME, WORKDIR) applied to an image's run config.
+pub fn apply_change(c: &mut RunConfig, change: &str) -> Result<()> {
+    let change = change.trim();
+    let (ins, rest) = change
+        .split_once(char::is_whitespace)
+        .map_or((change, ""), |(a, b)| (a, b.trim()));
+    if rest.is_empty() {
+        bail!("{ins} needs arguments");
+    }
+    let command =
+        || json_words(rest).unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), rest.into()]);
+    match ins.to_ascii_uppercase().as_str() {
+        "CMD" => c.cmd = Some(command()),
+        "ENTRYPOINT" => c.entrypoint = Some(command()),
+        "ENV" => {
+            for (k, v) in pairs(rest)? {
+                let item = format!("{k}={v}");
+                c.env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                c.env.push(item);
+            }
+        }
+        "LABEL" => c.labels.extend(pairs(rest)?),
+        "EXPOSE" => {
+            for p in words(rest)? {
+                let (port, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
+                if port.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
+                    bail!("EXPOSE {p:?}: want PORT[/tcp|udp|sctp]");
+                }
+                c.exposed_ports.insert(format!("{port}/{proto}"));
+            }
+        }
+        "STOPSIGNAL" => c.stop_signal = Some(rest.to_string()),
+        "USER" => c.user = Some(rest.to_string()),
+        "WORKDIR" => {
+            if !rest.starts_with('/') {
+                bail!("WORKDIR {rest:?}: the path must be absolute");
+            }
+            c.working_dir = Some(rest.to_string());
+        }
+        "VOLUME" => {
+            let paths = match json_words(rest) {
+                Some(p) => p,
+                None => words(rest)?,
+            };
+            for p in paths {
+                if !p.starts_with('/') {
+                    bail!("VOLUME {p:?}: the path must be absolute");
+                }
+                c.volumes.insert(p);
+            }
+        }
+        i => bail!(
+            "unknown instruction {i:?}: import takes CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR"
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::*;
+
+    #[test]
+    fn import_changes_are_dockerfile_instructions() {
+        let mut c = RunConfig::default();
+        for ch in [
+            "VOLUME /data",
+            r#"VOLUME ["/a", "/b"]"#,
+            "CMD echo hi",
+            r#"ENTRYPOINT ["/bin/app", "-v"]"#,
+            "ENV A=1 B=\"two words\"",
+            "ENV A 3",
+            "LABEL x=y",
+            "EXPOSE 80 53/udp",
+            "WORKDIR /srv",
+            "USER app",
+            "STOPSIGNAL SIGINT",
+        ] {
+            apply_change(&mut c, ch).unwrap();
+        }
+        assert_eq!(c.volumes.iter().collect::<Vec<_>>(), ["/a", "/b", "/data"]);
+        assert_eq!(c.cmd.as_deref().unwrap(), ["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(c.entrypoint.as_deref().unwrap(), ["/bin/app", "-v"]);
+        assert_eq!(c.env, ["B=two words", "A=3"]);
+        assert_eq!(c.labels["x"], "y");
+        assert!(c.exposed_ports.contains("53/udp") && c.exposed_ports.contains("80/tcp"));
+        for bad in [
+            "VOLUME data",
+            "FROM x",
+            "CMD",
+            "EXPOSE 99999",
+            "WORKDIR rel",
+            "ENV =x",
+        ] {
+            assert!(apply_change(&mut c, bad).is_err(), "{bad}");
+        }
+    }
 }

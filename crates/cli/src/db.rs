@@ -16,8 +16,9 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// Bumped whenever a table is added or changed (tables: images, tags, image_layers, layers, and
-/// the engine's containers).
-const SCHEMA_VERSION: i32 = 1;
+/// the engine's containers; 2: volumes and container_volumes; 3: networks, network_addresses,
+/// published_ports).
+const SCHEMA_VERSION: i32 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS images (
@@ -112,6 +113,10 @@ impl Db {
             conn.execute_batch(SCHEMA)
                 .with_context(|| format!("creating the schema in {}", path.display()))?;
             conn.execute_batch(crate::container::record::SCHEMA)
+                .with_context(|| format!("creating the schema in {}", path.display()))?;
+            conn.execute_batch(crate::container::volume::SCHEMA)
+                .with_context(|| format!("creating the schema in {}", path.display()))?;
+            conn.execute_batch(crate::networks::SCHEMA)
                 .with_context(|| format!("creating the schema in {}", path.display()))?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }

@@ -9,6 +9,7 @@ mod archive;
 mod container;
 mod db;
 mod images;
+mod networks;
 mod progress;
 mod pull;
 mod registry;
@@ -56,6 +57,11 @@ struct TlsArgs {
 enum Cmd {
     #[command(flatten)]
     Containers(Box<container::commands::Commands>),
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        cmd: networks::NetworkCmd,
+    },
     /// Pull an image from a registry.
     Pull {
         /// Print only the image id.
@@ -148,6 +154,10 @@ enum Cmd {
     },
     /// Make a one-layer image from a rootfs tarball (`-` reads stdin).
     Import {
+        /// Dockerfile instruction for the image's config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
+        /// STOPSIGNAL, USER, VOLUME, WORKDIR), as docker's `import --change`.
+        #[arg(short, long)]
+        change: Vec<String>,
         /// Tarball, or `-`.
         file: String,
         /// Name for the image.
@@ -221,6 +231,7 @@ fn print(s: &str) {
 
 fn run(cli: Cli) -> Result<u8> {
     match &cli.cmd {
+        Cmd::Network { cmd } => return networks::dispatch(&cli.root, &cli.runroot, cmd),
         Cmd::Containers(c) => {
             return container::commands::dispatch(&mut open(&cli)?, &paths(&cli), c);
         }
@@ -310,8 +321,12 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             }
         }
-        Cmd::Import { file, reference } => {
-            let id = archive::import(&mut open(&cli)?, file, reference.as_deref())?;
+        Cmd::Import {
+            change,
+            file,
+            reference,
+        } => {
+            let id = archive::import(&mut open(&cli)?, file, reference.as_deref(), change)?;
             print(&format!("{}\n", id.trim_start_matches("sha256:")));
         }
         Cmd::Login {
@@ -343,7 +358,7 @@ fn run(cli: Cli) -> Result<u8> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -354,6 +369,13 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Paths end up in mount options, config.json and the monitor's files, read from other
+    // working directories: make them absolute once.
+    for p in [&mut cli.root, &mut cli.runroot] {
+        if let Ok(abs) = std::path::absolute(&*p) {
+            *p = abs;
+        }
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

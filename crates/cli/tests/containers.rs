@@ -5,200 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::Berth;
-
-/// A binary of the workspace next to `berth` (built by `cargo build --workspace`).
-fn sibling(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: build the whole workspace first (cargo build --workspace)",
-        p.display()
-    );
-    p
-}
-
-/// A store with a busybox image `bb:latest`; on drop, every container is force-removed and the
-/// host is checked for leftovers.
-struct Engine {
-    b: Berth,
-}
-
-fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
-    assert!(
-        Path::new("/bin/busybox").is_file(),
-        "busybox-static is missing (/bin/busybox): apt-get install busybox-static"
-    );
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::create_dir_all(root.join("tmp")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
-        }
-    }
-    std::fs::write(
-        root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("etc/group"),
-        "root:x:0:\napp:x:1000:\nwheel:x:10:app\n",
-    )
-    .unwrap();
-    let tar = dir.join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    tar
-}
-
-impl Engine {
-    fn new() -> Engine {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the container tests need root"
-        );
-        let b = Berth::new();
-        let tar = busybox_rootfs_tar(b.runroot.path());
-        b.ok(&["import", tar.to_str().unwrap(), "bb:latest"]);
-        Engine { b }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = self.b.cmd();
-        c.env("BERTH_MONITOR", sibling("berth-monitor"))
-            .env("BERTH_INIT", sibling("berth-init"));
-        c
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Must fail with `code`; returns stderr.
-    fn fails_with(&self, code: i32, args: &[&str]) -> String {
-        let out = self.output(args);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "berth {args:?}: want exit {code}, got {}: {}{err}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout)
-        );
-        err
-    }
-
-    fn inspect(&self, name: &str) -> serde_json::Value {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.ok(&["container", "inspect", name])).unwrap();
-        v[0].clone()
-    }
-
-    fn ids(&self) -> Vec<String> {
-        self.ok(&["ps", "-aq"])
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn root(&self) -> &Path {
-        self.b.root.path()
-    }
-
-    /// Mounts under this store (must be none when no container runs).
-    fn mounts(&self) -> Vec<String> {
-        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let root = self.root().to_string_lossy().into_owned();
-        mi.lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&root))
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn container_dirs(&self) -> usize {
-        std::fs::read_dir(self.root().join("containers"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    /// Nothing of any container is left: no rows, dirs, mounts, run dirs, cgroups.
-    fn assert_clean(&self) {
-        assert!(self.ids().is_empty(), "containers left: {:?}", self.ids());
-        assert_eq!(self.container_dirs(), 0, "container dirs left");
-        assert!(self.mounts().is_empty(), "mounts left: {:?}", self.mounts());
-        let run = self.b.runroot.path().join("containers");
-        let left = std::fs::read_dir(&run).map(|d| d.count()).unwrap_or(0);
-        assert_eq!(left, 0, "run dirs left in {}", run.display());
-        let rt = self.b.runroot.path().join("runtime");
-        // (The compiled-seccomp cache, `+seccomp-cache`, stays.)
-        let states = std::fs::read_dir(&rt)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| !e.file_name().to_string_lossy().starts_with('+'))
-                    .count()
-            })
-            .unwrap_or(0);
-        assert_eq!(states, 0, "runtime state left in {}", rt.display());
-    }
-
-    fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let t = Instant::now();
-        while !f() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        for id in self.ids() {
-            let _ = self.output(&["rm", "-f", &id]);
-        }
-        for m in self.mounts() {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::engine::{text, Engine};
 
 fn cgroup_exists(id: &str) -> bool {
     [
@@ -595,7 +406,10 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
             "soft limit",
         ),
         (&["run", "--cap-add", "NET_FLY", "bb", "true"], "NET_FLY"),
-        (&["run", "--network", "bridge", "bb", "true"], "bridge"),
+        (
+            &["run", "--network", "no-such-net", "bb", "true"],
+            "network no-such-net not found",
+        ),
         (
             &["run", "--name", "bad/name", "bb", "true"],
             "invalid container name",

@@ -11,8 +11,12 @@
 //! killed it. The synchronous signals (SIGSEGV, SIGFPE...) are never blocked, and SIGTTIN/SIGTTOU are
 //! ignored so that the init is never stopped by the terminal it handed to the child.
 //!
+//! `berth-init --pause` runs no program: it is the pause process of a pod's infra container (it only
+//! holds the namespaces the pod's containers join). It reaps whatever is reparented to it and exits 0
+//! on SIGTERM or SIGINT; every other signal is ignored.
+//!
 //! The binary is linked statically (see build.rs): it is bind-mounted into containers whose rootfs may
-//! have no libc.
+//! have no libc, and it is the only file of the pod's pause image (`localhost/berth-pause`).
 
 use std::ffi::CString;
 use std::io;
@@ -21,9 +25,11 @@ use std::process::exit;
 use std::ptr;
 
 const USAGE: &str = "usage: berth-init [-g] [--] PROGRAM [ARG...]
+       berth-init --pause
 Runs PROGRAM as the child of a minimal init: forwards signals to it, reaps zombies, and exits with
 its exit code (128 + N when signal N killed it).
-  -g   forward signals to the child's process group instead of the child only";
+  -g        forward signals to the child's process group instead of the child only
+  --pause   run no program: wait for SIGTERM or SIGINT (then exit 0), reaping children";
 
 /// Exit code for a usage error.
 const EXIT_USAGE: i32 = 2;
@@ -47,7 +53,9 @@ const TTY_STOPS: [libc::c_int; 2] = [libc::SIGTTIN, libc::SIGTTOU];
 struct Options {
     /// Forward signals to the child's whole process group.
     group: bool,
-    /// The program and its arguments.
+    /// Pause mode: no program (a pod's infra process).
+    pause: bool,
+    /// The program and its arguments (empty in pause mode).
     argv: Vec<CString>,
 }
 
@@ -63,7 +71,8 @@ fn main() {
             exit(EXIT_USAGE);
         }
     };
-    match run(&opts) {
+    let result = if opts.pause { pause() } else { run(&opts) };
+    match result {
         Ok(code) => exit(code),
         Err(e) => {
             eprintln!("berth-init: {e}");
@@ -75,10 +84,12 @@ fn main() {
 /// Parses `[-g] [--] PROGRAM [ARG...]`; `Ok(None)` asks for the help text.
 fn parse_args(mut args: impl Iterator<Item = Vec<u8>>) -> Result<Option<Options>, String> {
     let mut group = false;
+    let mut pause = false;
     let mut argv = Vec::new();
     for arg in args.by_ref() {
         match arg.as_slice() {
             b"-g" => group = true,
+            b"--pause" => pause = true,
             b"-h" | b"--help" => return Ok(None),
             b"--" => break,
             [b'-', _, ..] => {
@@ -91,6 +102,16 @@ fn parse_args(mut args: impl Iterator<Item = Vec<u8>>) -> Result<Option<Options>
         }
     }
     argv.extend(args);
+    if pause {
+        if group || !argv.is_empty() {
+            return Err("--pause takes no program and no other option".to_string());
+        }
+        return Ok(Some(Options {
+            group,
+            pause,
+            argv: Vec::new(),
+        }));
+    }
     if argv.is_empty() {
         return Err("no program to run".to_string());
     }
@@ -99,22 +120,41 @@ fn parse_args(mut args: impl Iterator<Item = Vec<u8>>) -> Result<Option<Options>
         .map(CString::new)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| "an argument contains a NUL byte".to_string())?;
-    Ok(Some(Options { group, argv }))
+    Ok(Some(Options { group, pause, argv }))
 }
 
-/// Starts the child and serves signals until it exits; returns the exit code to exit with.
-fn run(opts: &Options) -> io::Result<i32> {
-    let (waitset, old_mask) = block_signals()?;
+/// Pause mode: no child of its own; reaps whatever is reparented to it until SIGTERM or SIGINT.
+fn pause() -> io::Result<i32> {
+    let (waitset, _) = block_signals()?;
+    become_subreaper_unless_pid_1();
+    loop {
+        match wait_signal(&waitset)? {
+            libc::SIGCHLD => {
+                reap(0)?;
+            }
+            libc::SIGTERM | libc::SIGINT => return Ok(0),
+            _ => {}
+        }
+    }
+}
+
+/// Not pid 1 (tests, or a pid namespace shared with something else): be the reaper of the
+/// orphans below us anyway.
+fn become_subreaper_unless_pid_1() {
     // SAFETY: getpid has no preconditions.
     if unsafe { libc::getpid() } != 1 {
-        // Not pid 1 (tests, or a pid namespace shared with something else): be the reaper of the
-        // child's orphans anyway.
         // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer argument only.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             let e = io::Error::last_os_error();
             eprintln!("berth-init: warning: cannot become a child subreaper: {e}");
         }
     }
+}
+
+/// Starts the child and serves signals until it exits; returns the exit code to exit with.
+fn run(opts: &Options) -> io::Result<i32> {
+    let (waitset, old_mask) = block_signals()?;
+    become_subreaper_unless_pid_1();
     let child = spawn(&opts.argv, &old_mask)?;
     loop {
         let sig = wait_signal(&waitset)?;
@@ -218,7 +258,8 @@ fn wait_signal(set: &libc::sigset_t) -> io::Result<libc::c_int> {
     }
 }
 
-/// Reaps every exited process; returns the child's wait status once the child is among them.
+/// Reaps every exited process; returns the child's wait status once the child is among them (no
+/// child of ours has pid 0: `reap(0)` reaps only).
 fn reap(child: libc::pid_t) -> io::Result<Option<libc::c_int>> {
     let mut child_status = None;
     loop {
@@ -282,6 +323,10 @@ mod tests {
         assert!(parse(&[]).is_err());
         assert!(parse(&["-g"]).is_err());
         assert!(parse(&["-z", "sh"]).unwrap_err().contains("-z"));
+        let opts = parse(&["--pause"]).unwrap().unwrap();
+        assert!(opts.pause && opts.argv.is_empty());
+        assert!(parse(&["--pause", "sh"]).is_err());
+        assert!(parse(&["-g", "--pause"]).is_err());
     }
 
     #[test]

@@ -147,6 +147,9 @@ pub enum Commands {
         /// Kill running containers first.
         #[arg(short, long)]
         force: bool,
+        /// Remove the containers' anonymous volumes too.
+        #[arg(short, long)]
+        volumes: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -205,6 +208,11 @@ pub enum Commands {
         #[command(subcommand)]
         cmd: ContainerCmd,
     },
+    /// Volume management (create, ls, inspect, rm, prune).
+    Volume {
+        #[command(subcommand)]
+        cmd: super::volume::VolumeCmd,
+    },
 }
 
 /// `berth container ...`.
@@ -217,6 +225,9 @@ pub enum ContainerCmd {
     Rm {
         #[arg(short, long)]
         force: bool,
+        /// Remove the containers' anonymous volumes too.
+        #[arg(short, long)]
+        volumes: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -345,13 +356,24 @@ pub fn dispatch(store: &mut Store, paths: &Paths, cmd: &Commands) -> Result<u8> 
             }
             Ok(0)
         }
-        Commands::Rm { force, containers }
+        Commands::Rm {
+            force,
+            volumes,
+            containers,
+        }
         | Commands::Container {
-            cmd: ContainerCmd::Rm { force, containers },
+            cmd:
+                ContainerCmd::Rm {
+                    force,
+                    volumes,
+                    containers,
+                },
         } => {
             let mut failed = None;
             for n in containers {
-                match resolve(store, n).and_then(|c| lifecycle::remove(store, paths, &c, *force)) {
+                match resolve(store, n).and_then(|c| {
+                    lifecycle::remove_with_volumes(store, paths, &c, *force, *volumes)
+                }) {
                     Ok(()) => print(&format!("{n}\n")),
                     Err(e) => {
                         eprintln!("Error: {e:#}");
@@ -514,6 +536,7 @@ pub fn dispatch(store: &mut Store, paths: &Paths, cmd: &Commands) -> Result<u8> 
             lifecycle::cleanup(store, paths, id)?;
             Ok(0)
         }
+        Commands::Volume { cmd } => super::volume::dispatch(store, paths, cmd),
     }
 }
 
@@ -533,8 +556,8 @@ fn run(
     let started = match lifecycle::start(store, paths, &c) {
         Ok(s) => s,
         Err(e) => {
-            // A failed run leaves nothing behind.
-            let _ = lifecycle::remove(store, paths, &c, true);
+            // A failed run leaves nothing behind (its anonymous volumes included).
+            let _ = lifecycle::remove_with_volumes(store, paths, &c, true, true);
             return Err(e);
         }
     };

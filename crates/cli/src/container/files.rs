@@ -1062,6 +1062,40 @@ fn cp_inner(store: &Store, paths: &Paths, src: &str, dst: &str, o: CpOpts) -> Re
     }
 }
 
+/// A new volume's "copy-up" (docker's): the contents of the directory `path` of a root
+/// filesystem are copied into the host directory `dest` (the volume's empty data dir), owners,
+/// modes and times kept, and `dest` takes the owner and mode of `path`. `path` is resolved inside
+/// the root (RESOLVE_IN_ROOT) and nothing below it is followed, as for `cp`. False when `path` is
+/// not a directory of the image (nothing to copy).
+pub(crate) fn copy_up(root: BorrowedFd, path: &Path, dest: &Path) -> Result<bool> {
+    let src = match secure_path::open(root, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(false),
+        Err(e) => bail!("{}: {e}", path.display()),
+    };
+    let base = nix::fcntl::open(
+        dest,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", dest.display()))?;
+    let top = Meta::of(&fstat(&src).with_context(|| format!("{}", path.display()))?);
+    // Modes are set explicitly; the umask must not trim what mknodat is given.
+    let old_umask = nix::sys::stat::umask(Mode::empty());
+    let r = (|| {
+        let mut sink = FsSink {
+            base,
+            stack: Vec::new(),
+            shown: dest.to_path_buf(),
+            owner: Owner::Keep,
+        };
+        copy_source(&Source::Contents { dir: src }, None, &mut sink, path)?;
+        apply(sink.base.as_fd(), &top, Owner::Keep, false, dest)
+    })();
+    nix::sys::stat::umask(old_umask);
+    r.map(|()| true)
+}
+
 fn write_tree(source: &Source, target: Target, owner: Owner, shown: &Path) -> Result<()> {
     let Target {
         dir,
@@ -1213,6 +1247,45 @@ mod tests {
             std::fs::remove_file(&inside).unwrap();
         }
         assert_eq!(std::fs::read_dir(&canary_dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn copy_up_keeps_metadata_and_stays_inside_the_root() {
+        let host = tempfile::tempdir().unwrap();
+        let canary = host.path().join("canary");
+        std::fs::create_dir(&canary).unwrap();
+        std::fs::write(canary.join("secret"), b"host secret").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        std::fs::create_dir_all(data.join("sub")).unwrap();
+        std::fs::write(data.join("sub/f"), b"image file").unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o1750)).unwrap();
+        std::os::unix::fs::chown(&data, Some(1234), Some(5678)).unwrap();
+        std::os::unix::fs::chown(data.join("sub/f"), Some(42), Some(43)).unwrap();
+        symlink(&canary, data.join("out")).unwrap();
+        // Volume paths that are symlinks out of the root resolve inside it.
+        symlink(&canary, root.path().join("abs")).unwrap();
+        symlink("../../../../../../..", root.path().join("up")).unwrap();
+        let fd = root_fd(root.path());
+
+        let vol = host.path().join("vol");
+        std::fs::create_dir(&vol).unwrap();
+        assert!(copy_up(fd.as_fd(), Path::new("/data"), &vol).unwrap());
+        assert_eq!(std::fs::read(vol.join("sub/f")).unwrap(), b"image file");
+        let f = std::fs::metadata(vol.join("sub/f")).unwrap();
+        assert_eq!((f.uid(), f.gid()), (42, 43));
+        let d = std::fs::metadata(&vol).unwrap();
+        assert_eq!((d.mode() & 0o7777, d.uid(), d.gid()), (0o1750, 1234, 5678));
+        assert_eq!(std::fs::read_link(vol.join("out")).unwrap(), canary);
+
+        for p in ["/abs", "/up/canary", "/missing", "/data/sub/f"] {
+            let empty = tempfile::tempdir().unwrap();
+            assert!(
+                !copy_up(fd.as_fd(), Path::new(p), empty.path()).unwrap(),
+                "{p}"
+            );
+            assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "{p}");
+        }
     }
 
     #[test]

@@ -96,16 +96,7 @@ pub fn build_settings(
     for e in settings::collect_env(a)? {
         settings::merge_env(&mut env, &e);
     }
-    let network = a.network.clone().unwrap_or_else(|| "none".into());
-    if !matches!(network.as_str(), "none" | "host") {
-        bail!("network {network:?} is not available: berth supports --network none or host (bridge networks are not implemented yet)");
-    }
-    for p in &a.publish {
-        settings::check_publish(p)?;
-    }
-    if !a.publish.is_empty() {
-        bail!("publishing ports (-p) needs a bridge network, which berth does not have yet; use --network host");
-    }
+    let (network, net) = super::network::settings_of(a, ic)?;
     let stop_signal = a
         .stop_signal
         .clone()
@@ -153,6 +144,7 @@ pub fn build_settings(
             Some((v * 1000.0).round() as u64)
         }
     };
+    let mounts = super::volume::mounts(a, &ic.volumes)?;
     let (mut log_max_size, mut log_max_files) = (10u64 << 20, 3u32);
     for o in &a.log_opt {
         match o.split_once('=') {
@@ -182,16 +174,8 @@ pub fn build_settings(
             .unwrap_or_default(),
         hostname: a.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
         read_only: a.read_only,
-        tmpfs: a
-            .tmpfs
-            .iter()
-            .map(|t| settings::parse_tmpfs(t))
-            .collect::<Result<_>>()?,
-        binds: a
-            .volume
-            .iter()
-            .map(|v| settings::parse_volume(v))
-            .collect::<Result<_>>()?,
+        tmpfs: mounts.tmpfs,
+        binds: mounts.binds,
         memory,
         cpus_milli,
         pids_limit: a.pids_limit.filter(|p| *p > 0),
@@ -220,11 +204,13 @@ pub fn build_settings(
         },
         runtime,
         network,
+        net,
         interactive: a.interactive,
         tty: a.tty,
         auto_remove,
         log_max_size,
         log_max_files,
+        volumes: mounts.volumes,
     })
 }
 
@@ -258,7 +244,9 @@ pub fn create(
     };
     let config = store.config(&img)?;
     let id = new_id()?;
-    let settings = build_settings(a, &config, &id, cmd, auto_remove)?;
+    let mut settings = build_settings(a, &config, &id, cmd, auto_remove)?;
+    super::volume::set_sources(paths, &mut settings);
+    super::network::check_at_create(store, &mut settings)?;
     let c = Container {
         name: a.name.clone().unwrap_or_else(|| generated_name(&id)),
         image_id: img.id.clone(),
@@ -288,9 +276,15 @@ pub fn create(
     let dir = paths.container_dir(&c.id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let tx = store.db.write()?;
-    let inserted = record::insert(&tx, &c).and_then(|()| Ok(tx.commit()?));
+    // The volumes it names are made with it (rows and dirs), or not at all.
+    let mut made_volumes = Vec::new();
+    let inserted = super::volume::create_for(&tx, paths, &c, &mut made_volumes)
+        .and_then(|()| record::insert(&tx, &c))
+        .and_then(|()| super::volume::record_use(&tx, &c))
+        .and_then(|()| Ok(tx.commit()?));
     if let Err(e) = inserted {
         let _ = std::fs::remove_dir_all(&dir);
+        super::volume::undo(&made_volumes);
         return Err(e);
     }
     Ok(c)
@@ -395,6 +389,9 @@ pub fn start(store: &mut Store, paths: &Paths, c: &Container) -> Result<Option<S
     }
     let outcome = start_locked(store, paths, &c);
     if outcome.is_err() {
+        if let Err(e) = super::network::teardown(store, paths, &c) {
+            eprintln!("warning: releasing the network of {}: {e:#}", c.name);
+        }
         unmount_rootfs(paths, &c.id);
         let _ = std::fs::remove_dir_all(paths.run_dir(&c.id));
     }
@@ -404,12 +401,14 @@ pub fn start(store: &mut Store, paths: &Paths, c: &Container) -> Result<Option<S
 fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Started> {
     let dir = paths.container_dir(&c.id);
     let rootfs = mount_rootfs(store, paths, c)?;
+    super::volume::prepare(store.db.conn(), paths, c, &rootfs)?;
     // The run dir (on the runroot, a tmpfs normally) holds what lives only while the container
     // runs: the monitor's files and the generated /etc files.
     let run_dir = paths.run_dir(&c.id);
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    spec::write_etc_files(&run_dir, &c.settings)?;
+    let net = super::network::setup(store, paths, c)?;
+    spec::write_etc_files(&run_dir, &c.settings, &net)?;
     let cgroup_v2 = matches!(
         berth_cgroups::detect_layout(),
         Ok(berth_cgroups::Layout::Unified)
@@ -423,6 +422,7 @@ fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Start
             dir: &run_dir,
             init_binary: init.as_deref(),
             cgroup_v2,
+            netns: net.netns.as_deref(),
         },
     )?;
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&config)?)
@@ -676,6 +676,9 @@ fn cleanup_locked(
         t.spawn(|| runtime_delete(paths, c));
         unmount_rootfs(paths, &c.id);
     });
+    if let Err(e) = super::network::teardown(store, paths, c) {
+        eprintln!("warning: releasing the network of {}: {e:#}", c.name);
+    }
     if c.state == "running" {
         let tx = store.db.write()?;
         record::set_exited(
@@ -688,25 +691,50 @@ fn cleanup_locked(
     }
     let _ = std::fs::remove_dir_all(paths.run_dir(&c.id));
     if c.settings.auto_remove {
-        remove_files_and_row(store, paths, c)?;
+        remove_files_and_row(store, paths, c, true)?;
     }
     Ok(())
 }
 
-fn remove_files_and_row(store: &mut Store, paths: &Paths, c: &Container) -> Result<()> {
+/// Removes the container's files and row; with `volumes`, its anonymous volumes too (those no
+/// other container uses).
+fn remove_files_and_row(
+    store: &mut Store,
+    paths: &Paths,
+    c: &Container,
+    volumes: bool,
+) -> Result<()> {
     let dir = paths.container_dir(&c.id);
     berth_image::snapshot::remove_dir(&dir.join("snapshot"))
         .with_context(|| format!("removing the root filesystem of {}", c.name))?;
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     let _ = std::fs::remove_dir_all(paths.run_dir(&c.id));
+    let anonymous = if volumes {
+        super::volume::anonymous_of(store.db.conn(), &c.id)?
+    } else {
+        Vec::new()
+    };
     let tx = store.db.write()?;
     record::delete(&tx, &c.id)?;
     tx.commit()?;
+    super::volume::remove_unused(store, paths, &anonymous);
     Ok(())
 }
 
-/// `rm`: a running container only with `force` (killed first).
+/// `rm`: a running container only with `force` (killed first); anonymous volumes go with a
+/// `--rm` container.
 pub fn remove(store: &mut Store, paths: &Paths, c: &Container, force: bool) -> Result<()> {
+    remove_with_volumes(store, paths, c, force, false)
+}
+
+/// `rm [-v]`: with `volumes`, the container's anonymous volumes are removed too (`rm -v`).
+pub fn remove_with_volumes(
+    store: &mut Store,
+    paths: &Paths,
+    c: &Container,
+    force: bool,
+    volumes: bool,
+) -> Result<()> {
     if c.status().is_running() {
         if !force {
             bail!(
@@ -725,5 +753,9 @@ pub fn remove(store: &mut Store, paths: &Paths, c: &Container, force: bool) -> R
     };
     runtime_delete(paths, &c);
     unmount_rootfs(paths, &c.id);
-    remove_files_and_row(store, paths, &c)
+    if let Err(e) = super::network::teardown(store, paths, &c) {
+        eprintln!("warning: releasing the network of {}: {e:#}", c.name);
+    }
+    let volumes = volumes || c.settings.auto_remove;
+    remove_files_and_row(store, paths, &c, volumes)
 }

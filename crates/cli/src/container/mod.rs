@@ -15,12 +15,14 @@ pub mod exec;
 pub mod files;
 pub mod lifecycle;
 pub mod manage;
+pub mod network;
 pub mod query;
 pub mod record;
 pub mod settings;
 pub mod spec;
 pub mod stats;
 pub mod top;
+pub mod volume;
 
 use std::path::{Path, PathBuf};
 

@@ -249,6 +249,7 @@ pub fn inspect_value(paths: &Paths, c: &Container) -> Value {
         "Name": c.name,
         "RestartCount": c.restart_count,
         "LogPath": paths.container_dir(&c.id).join("ctr.log"),
+        "NetworkSettings": super::network::inspect_value(paths, c),
         "Config": {
             "Hostname": s.hostname,
             "User": s.user,
@@ -281,7 +282,10 @@ pub fn inspect_value(paths: &Paths, c: &Container) -> Value {
             "LogConfig": {"Type": "json-file", "Config": {"max-size": s.log_max_size.to_string(), "max-file": s.log_max_files.to_string()}},
         },
         "Mounts": s.binds.iter().map(|b| json!({"Type": "bind", "Source": b.source, "Destination": b.destination,
-            "RW": !b.options.iter().any(|o| o == "ro")})).collect::<Vec<_>>(),
+            "RW": !b.options.iter().any(|o| o == "ro")}))
+            .chain(s.volumes.iter().map(|v| json!({"Type": "volume", "Name": v.name, "Source": v.source,
+                "Destination": v.destination, "Driver": "local", "RW": !v.readonly})))
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -38,9 +38,13 @@ pub struct CreateArgs {
     /// Mount a tmpfs (PATH[:OPTIONS]).
     #[arg(long)]
     pub tmpfs: Vec<String>,
-    /// Bind mount (HOST:CONTAINER[:ro|rw|z|Z|shared|slave|private|rshared|rslave|rprivate]).
+    /// Bind mount (HOST:CONTAINER[:ro|rw|z|Z|shared|slave|private|rshared|rslave|rprivate]), named
+    /// volume (NAME:CONTAINER[:ro|rw|nocopy]) or anonymous volume (CONTAINER).
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
+    /// Mount (type=bind|volume|tmpfs,source=...,target=...[,readonly][,...]: docker's keys).
+    #[arg(long)]
+    pub mount: Vec<String>,
     /// Memory limit (bytes, or with b, k, m, g).
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
@@ -86,12 +90,24 @@ pub struct CreateArgs {
     /// OCI runtime binary (runc, crun, a path) instead of berth's built-in runtime.
     #[arg(long)]
     pub runtime: Option<String>,
-    /// Network: none or host (bridge networks are not available yet).
+    /// Network: bridge (the default), NAME (a user network), none, host, container:ID.
     #[arg(long, alias = "net")]
     pub network: Option<String>,
-    /// Publish a port ([IP:]HOST:CONTAINER[/PROTO]).
+    /// Publish a port ([IP:][HOST:]CONTAINER[/PROTO]; ranges A-B).
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish every port the image exposes, each to a free host port.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// DNS server for the container's resolv.conf.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// An /etc/hosts entry (NAME:IP; IP may be host-gateway).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// The container's IPv4 address on its network.
+    #[arg(long)]
+    pub ip: Option<String>,
     /// Keep stdin open.
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -112,6 +128,47 @@ pub struct BindMount {
     pub source: PathBuf,
     pub destination: String,
     pub options: Vec<String>,
+}
+
+/// A volume (named or anonymous) mounted into the container; its data lives at `source`
+/// (`<root>/volumes/<name>/_data`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The volume's name (an anonymous one gets 64 random hex digits at create).
+    pub name: String,
+    pub destination: String,
+    pub readonly: bool,
+    pub anonymous: bool,
+    /// Do not copy the image's files into the volume when it is empty (`nocopy`).
+    pub nocopy: bool,
+    /// The volume's data directory on the host (set by create).
+    pub source: PathBuf,
+    /// Labels of a volume this mount creates (`--mount volume-label=K=V`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Driver options of a volume this mount creates (`--mount volume-opt=K=V`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// One `-v` or `--mount` value, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountArg {
+    Bind(BindMount),
+    Volume(VolumeMount),
+    /// A tmpfs: path and mount options.
+    Tmpfs(String, String),
+}
+
+impl MountArg {
+    /// Where it is mounted in the container.
+    pub fn destination(&self) -> &str {
+        match self {
+            MountArg::Bind(b) => &b.destination,
+            MountArg::Volume(v) => &v.destination,
+            MountArg::Tmpfs(p, _) => p,
+        }
+    }
 }
 
 /// A host device.
@@ -158,6 +215,9 @@ pub struct Settings {
     pub read_only: bool,
     pub tmpfs: Vec<(String, String)>,
     pub binds: Vec<BindMount>,
+    /// Named and anonymous volumes (the image's `Volumes` included).
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
     pub memory: Option<i64>,
     pub cpus_milli: Option<u64>,
     pub pids_limit: Option<i64>,
@@ -175,6 +235,9 @@ pub struct Settings {
     /// None: berth's built-in runtime; Some(path): a runtime binary.
     pub runtime: Option<PathBuf>,
     pub network: String,
+    /// The rest of the network flags (ports, DNS, hosts, address).
+    #[serde(default)]
+    pub net: super::network::NetSettings,
     pub interactive: bool,
     pub tty: bool,
     pub auto_remove: bool,
@@ -262,41 +325,308 @@ fn check_container_path(p: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// `-v HOST:CONTAINER[:OPTS]` (bind mounts; named volumes come with volumes).
-pub fn parse_volume(s: &str) -> Result<BindMount> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let (src, dst, opts) = match parts.as_slice() {
-        [src, dst] => (*src, *dst, ""),
-        [src, dst, opts] => (*src, *dst, *opts),
-        _ => bail!("invalid volume {s:?}: want HOST-PATH:CONTAINER-PATH[:OPTIONS]"),
-    };
-    if !src.starts_with('/') {
-        bail!(
-            "invalid volume {s:?}: named volumes are not supported yet; give an absolute host path"
-        );
-    }
-    check_container_path(dst, "volume")?;
-    let source = std::fs::canonicalize(src)
-        .with_context(|| format!("invalid volume {s:?}: host path {src}"))?;
-    let mut options = vec!["rbind".to_string()];
-    let mut prop = None;
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        match o {
-            "ro" | "rw" => options.push(o.into()),
-            "z" | "Z" => {} // SELinux relabelling: no SELinux here.
-            "shared" | "slave" | "private" | "rshared" | "rslave" | "rprivate" => {
-                prop = Some(o.to_string())
+/// A container path as docker cleans it: absolute, `.`, `..` and repeated `/` resolved
+/// lexically, never `/` itself.
+pub fn clean_container_path(p: &str, what: &str) -> Result<String> {
+    check_container_path(p, what)?;
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
             }
-            "nocopy" => {}
-            _ => bail!("invalid volume {s:?}: unknown option {o:?}"),
+            c => parts.push(c),
         }
     }
-    options.push(prop.unwrap_or_else(|| "rprivate".into()));
-    Ok(BindMount {
-        source,
-        destination: dst.into(),
-        options,
-    })
+    if parts.is_empty() {
+        bail!("invalid {what} {p:?}: the container path cannot be /");
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+/// Whether a volume name is valid (docker's `[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
+pub fn check_volume_name(n: &str) -> Result<()> {
+    let ok = n.len() >= 2
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !ok {
+        bail!(
+            "invalid volume name {n:?}: want [a-zA-Z0-9][a-zA-Z0-9_.-]+ (at least 2 characters); a host path must be absolute"
+        );
+    }
+    Ok(())
+}
+
+fn bind_source(src: &str, what: &str) -> Result<PathBuf> {
+    if !src.starts_with('/') {
+        bail!("invalid {what}: the bind source {src:?} must be an absolute host path");
+    }
+    std::fs::canonicalize(src)
+        .with_context(|| format!("invalid {what}: bind source path {src} does not exist"))
+}
+
+const PROPAGATIONS: [&str; 6] = [
+    "shared", "slave", "private", "rshared", "rslave", "rprivate",
+];
+
+/// `-v HOST:CONTAINER[:OPTS]` (bind mount), `-v NAME:CONTAINER[:OPTS]` (named volume, made on
+/// first use) or `-v CONTAINER` (anonymous volume), with docker's rules.
+pub fn parse_volume(s: &str) -> Result<MountArg> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [dst] => ("", *dst, ""),
+        [_, o] if !o.starts_with('/') && o.split(',').all(|o| VOLUME_OPTS.contains(&o)) => {
+            bail!("invalid volume {s:?}: an anonymous volume takes no options (want SOURCE:CONTAINER-PATH:OPTIONS)")
+        }
+        [src, dst] => (*src, *dst, ""),
+        [src, dst, opts] => (*src, *dst, *opts),
+        _ => bail!("invalid volume {s:?}: want [HOST-PATH|NAME:]CONTAINER-PATH[:OPTIONS]"),
+    };
+    if src.is_empty() && parts.len() > 1 {
+        bail!("invalid volume {s:?}: empty source");
+    }
+    let dst = clean_container_path(dst, "volume")?;
+    let what = format!("volume {s:?}");
+    if src.starts_with('/') {
+        let source = bind_source(src, &what)?;
+        let mut options = vec!["rbind".to_string()];
+        let mut prop = None;
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" | "rw" => options.push(o.into()),
+                "z" | "Z" => {} // SELinux relabelling: no SELinux here.
+                o if PROPAGATIONS.contains(&o) => prop = Some(o.to_string()),
+                "nocopy" => {}
+                _ => bail!("invalid {what}: unknown option {o:?}"),
+            }
+        }
+        options.push(prop.unwrap_or_else(|| "rprivate".into()));
+        return Ok(MountArg::Bind(BindMount {
+            source,
+            destination: dst,
+            options,
+        }));
+    }
+    if !src.is_empty() {
+        check_volume_name(src).with_context(|| format!("invalid {what}"))?;
+    }
+    let mut v = VolumeMount {
+        name: src.to_string(),
+        destination: dst,
+        anonymous: src.is_empty(),
+        ..VolumeMount::default()
+    };
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => v.readonly = true,
+            "rw" => v.readonly = false,
+            "nocopy" => v.nocopy = true,
+            "z" | "Z" => {}
+            o if PROPAGATIONS.contains(&o) => {
+                bail!("invalid {what}: propagation ({o}) is only for bind mounts of host paths")
+            }
+            _ => bail!("invalid {what}: unknown option {o:?} (a volume takes ro, rw, nocopy)"),
+        }
+    }
+    Ok(MountArg::Volume(v))
+}
+
+/// Options `-v` accepts after a path.
+const VOLUME_OPTS: [&str; 12] = [
+    "ro", "rw", "z", "Z", "nocopy", "shared", "slave", "private", "rshared", "rslave", "rprivate",
+    "",
+];
+
+/// Splits a `--mount` value on commas outside double quotes (docker reads it as one CSV record).
+fn csv_fields(s: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for ch in s.chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        bail!("invalid --mount {s:?}: unbalanced double quote");
+    }
+    out.push(cur);
+    Ok(out)
+}
+
+fn parse_bool(v: Option<&str>, key: &str, s: &str) -> Result<bool> {
+    match v {
+        None | Some("1" | "true") => Ok(true),
+        Some("0" | "false") => Ok(false),
+        Some(v) => bail!("invalid --mount {s:?}: {key}={v:?}: want true or false"),
+    }
+}
+
+/// `--mount type=bind|volume|tmpfs,...` with docker's keys: `src`/`source`,
+/// `dst`/`destination`/`target`, `ro`/`readonly`, `bind-propagation`, `bind-nonrecursive`,
+/// `volume-nocopy`, `volume-label`, `volume-opt`, `volume-driver` (local), `tmpfs-size`,
+/// `tmpfs-mode`, `consistency` (ignored, as on Linux docker).
+pub fn parse_mount(s: &str) -> Result<MountArg> {
+    let mut typ = None;
+    let mut source: Option<String> = None;
+    let mut target: Option<String> = None;
+    let mut readonly = false;
+    let mut propagation = None;
+    let mut nonrecursive = false;
+    let mut nocopy = false;
+    let mut labels = BTreeMap::new();
+    let mut options = BTreeMap::new();
+    let mut tmpfs_size = None;
+    let mut tmpfs_mode = None;
+    // Keys only one type takes, to refuse them on another.
+    let mut typed: Vec<(&'static str, &'static str)> = Vec::new();
+    for field in csv_fields(s)? {
+        if field.is_empty() {
+            continue;
+        }
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v)),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        let need = |v: Option<&str>| -> Result<String> {
+            match v {
+                Some(v) if !v.is_empty() => Ok(v.to_string()),
+                _ => bail!("invalid --mount {s:?}: {k} needs a value ({k}=...)"),
+            }
+        };
+        match k.as_str() {
+            "type" => {
+                let t = need(v)?;
+                if !matches!(t.as_str(), "bind" | "volume" | "tmpfs") {
+                    bail!("invalid --mount {s:?}: unknown type {t:?} (want bind, volume or tmpfs)");
+                }
+                typ = Some(t);
+            }
+            "src" | "source" => source = Some(need(v)?),
+            "dst" | "destination" | "target" => target = Some(need(v)?),
+            "ro" | "readonly" => readonly = parse_bool(v, &k, s)?,
+            "consistency" => {}
+            "bind-propagation" => {
+                let p = need(v)?;
+                if !PROPAGATIONS.contains(&p.as_str()) {
+                    bail!("invalid --mount {s:?}: unknown bind-propagation {p:?}");
+                }
+                propagation = Some(p);
+                typed.push(("bind-propagation", "bind"));
+            }
+            "bind-nonrecursive" => {
+                nonrecursive = parse_bool(v, &k, s)?;
+                typed.push(("bind-nonrecursive", "bind"));
+            }
+            "volume-nocopy" => {
+                nocopy = parse_bool(v, &k, s)?;
+                typed.push(("volume-nocopy", "volume"));
+            }
+            "volume-label" | "volume-opt" => {
+                let kv = need(v)?;
+                let (a, b) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                if a.is_empty() {
+                    bail!("invalid --mount {s:?}: {k} wants KEY=VALUE");
+                }
+                if k == "volume-label" {
+                    labels.insert(a.to_string(), b.to_string());
+                    typed.push(("volume-label", "volume"));
+                } else {
+                    options.insert(a.to_string(), b.to_string());
+                    typed.push(("volume-opt", "volume"));
+                }
+            }
+            "volume-driver" => {
+                let d = need(v)?;
+                if d != "local" {
+                    bail!("invalid --mount {s:?}: volume driver {d:?} is not available (berth has the local driver only)");
+                }
+                typed.push(("volume-driver", "volume"));
+            }
+            "tmpfs-size" => {
+                let v = need(v)?;
+                tmpfs_size = Some(
+                    parse_size(&v).with_context(|| format!("invalid --mount {s:?}: tmpfs-size"))?,
+                );
+                typed.push(("tmpfs-size", "tmpfs"));
+            }
+            "tmpfs-mode" => {
+                let v = need(v)?;
+                let m = u32::from_str_radix(&v, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| {
+                        anyhow!("invalid --mount {s:?}: tmpfs-mode {v:?} is not an octal mode")
+                    })?;
+                tmpfs_mode = Some(m);
+                typed.push(("tmpfs-mode", "tmpfs"));
+            }
+            _ => bail!("invalid --mount {s:?}: unknown key {k:?}"),
+        }
+    }
+    let typ = typ.unwrap_or_else(|| "volume".into());
+    if let Some((key, t)) = typed.iter().find(|(_, t)| *t != typ) {
+        bail!("invalid --mount {s:?}: {key} is only for type={t}, not type={typ}");
+    }
+    let target = target.ok_or_else(|| {
+        anyhow!("invalid --mount {s:?}: the target is missing (target=CONTAINER-PATH)")
+    })?;
+    let what = format!("--mount {s:?}");
+    let dst = clean_container_path(&target, "--mount target")
+        .with_context(|| format!("invalid {what}"))?;
+    match typ.as_str() {
+        "bind" => {
+            let src = source
+                .ok_or_else(|| anyhow!("invalid {what}: a bind mount needs source=HOST-PATH"))?;
+            let source = bind_source(&src, &what)?;
+            let mut o = vec![if nonrecursive { "bind" } else { "rbind" }.to_string()];
+            if readonly {
+                o.push("ro".into());
+            }
+            o.push(propagation.unwrap_or_else(|| "rprivate".into()));
+            Ok(MountArg::Bind(BindMount {
+                source,
+                destination: dst,
+                options: o,
+            }))
+        }
+        "tmpfs" => {
+            if source.is_some() {
+                bail!("invalid {what}: a tmpfs mount takes no source");
+            }
+            let mut o = Vec::new();
+            if readonly {
+                o.push("ro".to_string());
+            }
+            if let Some(n) = tmpfs_size {
+                o.push(format!("size={n}"));
+            }
+            if let Some(m) = tmpfs_mode {
+                o.push(format!("mode={m:o}"));
+            }
+            Ok(MountArg::Tmpfs(dst, o.join(",")))
+        }
+        _ => {
+            let name = source.unwrap_or_default();
+            if !name.is_empty() {
+                check_volume_name(&name).with_context(|| format!("invalid {what}"))?;
+            }
+            Ok(MountArg::Volume(VolumeMount {
+                anonymous: name.is_empty(),
+                name,
+                destination: dst,
+                readonly,
+                nocopy,
+                source: PathBuf::new(),
+                labels,
+                options,
+            }))
+        }
+    }
 }
 
 /// `--tmpfs PATH[:OPTS]`.
@@ -466,11 +796,82 @@ mod tests {
         assert_eq!(d.container, "/dev/mynull");
         assert_eq!(parse_device("/dev/null:r").unwrap().permissions, "r");
         assert!(parse_device("/dev/null:/x:q").is_err());
-        let v = parse_volume("/tmp:/data:ro,rshared").unwrap();
+        let MountArg::Bind(v) = parse_volume("/tmp:/data:ro,rshared").unwrap() else {
+            panic!("not a bind")
+        };
         assert_eq!(v.options, ["rbind", "ro", "rshared"]);
-        assert!(parse_volume("/tmp").is_err());
         assert!(parse_volume("/tmp:rel").is_err());
         assert!(parse_volume("/tmp:/x:bogus").is_err());
+        assert!(parse_volume("/nonexistent-host-dir:/x").is_err());
+    }
+
+    #[test]
+    fn volume_and_mount_syntax() {
+        let vol = |s: &str| match parse_volume(s).unwrap() {
+            MountArg::Volume(v) => v,
+            o => panic!("{s}: {o:?}"),
+        };
+        let v = vol("/data/");
+        assert!(v.anonymous && v.name.is_empty() && v.destination == "/data");
+        let v = vol("cache:/var/cache:ro,nocopy");
+        assert_eq!(
+            (v.name.as_str(), v.readonly, v.nocopy),
+            ("cache", true, true)
+        );
+        for bad in [
+            "/data:ro",
+            "a:/x",
+            "bad/name:/x",
+            "cache:/x:rshared",
+            "cache:rel",
+            "cache:/",
+            ":/x",
+            "a:b:c:d",
+        ] {
+            assert!(parse_volume(bad).is_err(), "{bad}");
+        }
+        let m = |s: &str| parse_mount(s).unwrap();
+        let MountArg::Bind(b) = m("type=bind,src=/tmp,dst=/h,readonly,bind-propagation=rslave")
+        else {
+            panic!()
+        };
+        assert_eq!(b.options, ["rbind", "ro", "rslave"]);
+        let MountArg::Volume(v) = m("source=data,target=/d,volume-opt=type=tmpfs,\"volume-opt=o=size=1m,uid=5\",volume-label=a=b,ro=false")
+        else {
+            panic!()
+        };
+        assert_eq!(v.name, "data");
+        assert!(!v.readonly);
+        assert_eq!(v.options["o"], "size=1m,uid=5");
+        assert_eq!(v.labels["a"], "b");
+        assert!(matches!(m("type=volume,target=/x"), MountArg::Volume(v) if v.anonymous));
+        assert_eq!(
+            m("type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=1770"),
+            MountArg::Tmpfs("/t".into(), "size=1048576,mode=1770".into())
+        );
+        for (bad, why) in [
+            ("type=bind,target=/x,bogus=1", "unknown key"),
+            ("type=bind,source=/tmp", "target is missing"),
+            ("type=bind,source=/tmp,target=rel", "absolute"),
+            ("type=bind,target=/x", "needs source"),
+            (
+                "type=bind,source=/nonexistent-host-dir,target=/x",
+                "does not exist",
+            ),
+            ("type=nfs,target=/x", "unknown type"),
+            ("type=tmpfs,source=x,target=/x", "no source"),
+            ("type=volume,target=/x,tmpfs-size=1m", "only for type=tmpfs"),
+            (
+                "type=bind,source=/tmp,target=/x,volume-nocopy",
+                "only for type=volume",
+            ),
+            ("type=volume,target=/x,volume-driver=nfs", "not available"),
+            ("type=tmpfs,target=/x,tmpfs-mode=999", "octal"),
+            ("target=/x,ro=maybe", "true or false"),
+        ] {
+            let e = format!("{:#}", parse_mount(bad).unwrap_err());
+            assert!(e.contains(why), "{bad}: {e}");
+        }
         for ok in ["80", "8080:80", "127.0.0.1:8080:80/udp", "127.0.0.1::80"] {
             check_publish(ok).unwrap();
         }

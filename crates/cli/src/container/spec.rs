@@ -129,30 +129,12 @@ fn mount(dst: &str, typ: &str, src: &str, opts: &[&str]) -> Value {
     json!({"destination": dst, "type": typ, "source": src, "options": opts})
 }
 
-/// Files berth writes for the container (bind-mounted over the image's): hostname, hosts, resolv.conf.
-pub fn write_etc_files(dir: &Path, s: &Settings) -> Result<()> {
+/// Files berth writes for the container (bind-mounted over the image's): hostname, hosts,
+/// resolv.conf (their content depends on the network: see `network::hosts_file`, `resolv_conf`).
+pub fn write_etc_files(dir: &Path, s: &Settings, net: &super::network::Attached) -> Result<()> {
     std::fs::write(dir.join("hostname"), format!("{}\n", s.hostname))?;
-    let hosts = if s.network == "host" {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-    } else {
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            s.hostname
-        )
-    };
-    std::fs::write(dir.join("hosts"), hosts)?;
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    // A loopback resolver of the host is not reachable from a private network namespace.
-    let resolv: String = if s.network == "host" {
-        resolv
-    } else {
-        resolv
-            .lines()
-            .filter(|l| !(l.starts_with("nameserver") && (l.contains("127.") || l.contains("::1"))))
-            .map(|l| format!("{l}\n"))
-            .collect()
-    };
-    std::fs::write(dir.join("resolv.conf"), resolv)?;
+    std::fs::write(dir.join("hosts"), super::network::hosts_file(s, net))?;
+    std::fs::write(dir.join("resolv.conf"), super::network::resolv_conf(s, net))?;
     Ok(())
 }
 
@@ -222,6 +204,8 @@ pub struct SpecInputs<'a> {
     pub init_binary: Option<&'a Path>,
     /// Whether the host's cgroups are pure v2 (then a private cgroup namespace, as docker).
     pub cgroup_v2: bool,
+    /// The network namespace to join by path (a bridge network's, or another container's).
+    pub netns: Option<&'a Path>,
 }
 
 /// The runtime config of a container.
@@ -309,15 +293,37 @@ pub fn build(s: &Settings, inp: &SpecInputs<'_>) -> Result<Value> {
                 "source": src, "options": ["rbind", "rprivate"]}));
         }
     }
+    // The user's mounts (tmpfs, binds, volumes), parents before children (docker sorts them by
+    // the depth of their destination), so `/a` never hides `/a/b`.
+    let mut own: Vec<(usize, Value)> = Vec::new();
+    let depth = |p: &str| p.split('/').filter(|c| !c.is_empty()).count();
     for (path, opts) in &s.tmpfs {
         let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
         o.extend(opts.split(',').filter(|x| !x.is_empty()));
-        mounts.push(json!({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": o}));
+        own.push((
+            depth(path),
+            json!({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": o}),
+        ));
     }
     for b in &s.binds {
-        mounts.push(json!({"destination": b.destination, "type": "bind",
-            "source": b.source, "options": b.options}));
+        own.push((
+            depth(&b.destination),
+            json!({"destination": b.destination, "type": "bind",
+                "source": b.source, "options": b.options}),
+        ));
     }
+    for v in &s.volumes {
+        let mut o = vec!["rbind", "rprivate"];
+        if v.readonly {
+            o.push("ro");
+        }
+        own.push((
+            depth(&v.destination),
+            json!({"destination": v.destination, "type": "bind", "source": v.source, "options": o}),
+        ));
+    }
+    own.sort_by_key(|(d, _)| *d);
+    mounts.extend(own.into_iter().map(|(_, m)| m));
     if s.init {
         let bin = inp
             .init_binary
@@ -337,10 +343,11 @@ pub fn build(s: &Settings, inp: &SpecInputs<'_>) -> Result<Value> {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    match s.network.as_str() {
-        "host" => {}
-        "none" => namespaces.push(json!({"type": "network"})),
-        other => bail!("network {other:?} is not available: berth supports --network none or host"),
+    match (inp.netns, s.network.as_str()) {
+        (Some(path), _) => namespaces.push(json!({"type": "network", "path": path})),
+        (None, "host") => {}
+        (None, "none") => namespaces.push(json!({"type": "network"})),
+        (None, other) => bail!("network {other:?}: no network namespace was set up"),
     }
     if inp.cgroup_v2 {
         namespaces.push(json!({"type": "cgroup"}));

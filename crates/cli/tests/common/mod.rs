@@ -3,6 +3,8 @@
 //! its own `--root`/`--runroot` temp dirs.
 #![allow(dead_code, unused_imports)]
 
+pub mod engine;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 

@@ -17,8 +17,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// Bumped whenever a table is added or changed (tables: images, tags, image_layers, layers, and
 /// the engine's containers; 2: volumes and container_volumes; 3: networks, network_addresses,
-/// published_ports).
-const SCHEMA_VERSION: i32 = 3;
+/// published_ports; 4: pods).
+const SCHEMA_VERSION: i32 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS images (
@@ -117,6 +117,8 @@ impl Db {
             conn.execute_batch(crate::container::volume::SCHEMA)
                 .with_context(|| format!("creating the schema in {}", path.display()))?;
             conn.execute_batch(crate::networks::SCHEMA)
+                .with_context(|| format!("creating the schema in {}", path.display()))?;
+            conn.execute_batch(crate::pod::SCHEMA)
                 .with_context(|| format!("creating the schema in {}", path.display()))?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }

@@ -9,7 +9,9 @@ mod archive;
 mod container;
 mod db;
 mod images;
+mod kube;
 mod networks;
+mod pod;
 mod progress;
 mod pull;
 mod registry;
@@ -57,6 +59,16 @@ struct TlsArgs {
 enum Cmd {
     #[command(flatten)]
     Containers(Box<container::commands::Commands>),
+    /// Manage pods: containers sharing network, IPC and UTS namespaces.
+    Pod {
+        #[command(subcommand)]
+        cmd: pod::commands::PodCmd,
+    },
+    /// Run (play) or remove (down) Kubernetes Pod and Deployment manifests.
+    Kube {
+        #[command(subcommand)]
+        cmd: kube::KubeCmd,
+    },
     /// Manage networks.
     Network {
         #[command(subcommand)]
@@ -232,6 +244,8 @@ fn print(s: &str) {
 fn run(cli: Cli) -> Result<u8> {
     match &cli.cmd {
         Cmd::Network { cmd } => return networks::dispatch(&cli.root, &cli.runroot, cmd),
+        Cmd::Pod { cmd } => return pod::commands::dispatch(&mut open(&cli)?, &paths(&cli), cmd),
+        Cmd::Kube { cmd } => return kube::dispatch(&mut open(&cli)?, &paths(&cli), cmd),
         Cmd::Containers(c) => {
             return container::commands::dispatch(&mut open(&cli)?, &paths(&cli), c);
         }

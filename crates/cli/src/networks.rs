@@ -382,8 +382,7 @@ pub fn remove(store: &mut Store, paths: &Paths, what: &str) -> Result<()> {
             users.join(", ")
         );
     }
-    let tx = store.db.write()?;
-    let left: i64 = tx.query_row(
+    let left: i64 = store.db.conn().query_row(
         "SELECT count(*) FROM network_addresses WHERE network = ?1",
         [&n.name],
         |r| r.get(0),
@@ -391,10 +390,12 @@ pub fn remove(store: &mut Store, paths: &Paths, what: &str) -> Result<()> {
     if left > 0 {
         bail!("network {} still has {left} address(es) in use", n.name);
     }
-    tx.execute("DELETE FROM networks WHERE name = ?1", [&n.name])?;
-    tx.commit()?;
+    // The kernel side first: when it fails, the row stays, so that `network rm` can be run again.
     crate::container::network::remove_kernel_side(paths, &n)
         .with_context(|| format!("network {}: taking its bridge down", n.name))?;
+    let tx = store.db.write()?;
+    tx.execute("DELETE FROM networks WHERE name = ?1", [&n.name])?;
+    tx.commit()?;
     let _ = std::fs::remove_dir_all(n.run_dir(paths));
     Ok(())
 }

@@ -217,20 +217,43 @@ pub fn disconnect_in_background(nl: &mut Netlink, host_veth: &str) -> Result<boo
     let Some(link) = nl.link(host_veth)? else {
         return Ok(false);
     };
-    // SAFETY: the caller is single-threaded; the child only makes one netlink request (socket,
-    // sendto, recvfrom, memory allocation of the request) and _exits, never returning.
+    let req = Netlink::delete_request(link.index);
+    // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
+    // fork (no allocation, no lock), then _exits.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
-            // SAFETY: plain syscalls in the forked child; _exit never returns.
+            let mut ack = [0u8; 256];
+            // SAFETY: plain system calls on a socket of our own and buffers we own; _exit never
+            // returns.
             unsafe {
                 libc::setsid();
                 if libc::fork() != 0 {
                     libc::_exit(0);
                 }
+                let s = libc::socket(
+                    libc::AF_NETLINK,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::NETLINK_ROUTE,
+                );
+                if s < 0 {
+                    libc::_exit(1);
+                }
+                let mut to: libc::sockaddr_nl = std::mem::zeroed();
+                to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+                let sent = libc::sendto(
+                    s,
+                    req.as_ptr().cast(),
+                    req.len(),
+                    0,
+                    (&to as *const libc::sockaddr_nl).cast(),
+                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+                );
+                // The acknowledgement comes once the kernel has deleted it.
+                if sent > 0 {
+                    libc::recv(s, ack.as_mut_ptr().cast(), ack.len(), 0);
+                }
+                libc::_exit(0)
             }
-            let ok = Netlink::new().and_then(|mut n| n.delete_link_index(link.index));
-            // SAFETY: ends the child without running the parent's exit handlers.
-            unsafe { libc::_exit(i32::from(ok.is_err())) }
         }
         nix::unistd::ForkResult::Parent { child } => {
             nix::sys::wait::waitpid(child, None)?;

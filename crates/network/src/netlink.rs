@@ -231,6 +231,22 @@ impl Netlink {
         }
     }
 
+    /// The bytes of a request that deletes interface `index` (sequence number 1, acknowledged),
+    /// to be sent where no allocation may happen (a forked child).
+    pub fn delete_request(index: u32) -> Vec<u8> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | NLM_F_ACK;
+        hdr.sequence_number = 1;
+        let mut msg =
+            NetlinkMessage::new(hdr, NetlinkPayload::from(RouteNetlinkMessage::DelLink(m)));
+        msg.finalize();
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        buf
+    }
+
     /// Deletes an interface by index; false when there was none.
     pub fn delete_link_index(&mut self, index: u32) -> Result<bool> {
         let mut m = LinkMessage::default();

@@ -17,6 +17,28 @@ use berth_network::ipam::Subnet;
 use berth_network::netlink::Netlink;
 use berth_network::netns;
 
+/// A temp dir for namespace files; on drop (a failed test included) whatever is still mounted
+/// under it is unmounted, so that the dir can go.
+struct NsDir(tempfile::TempDir);
+
+impl NsDir {
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for NsDir {
+    fn drop(&mut self) {
+        let dir = self.0.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
+            if m.starts_with(&format!("{dir}/")) {
+                let _ = netns::remove(std::path::Path::new(m));
+            }
+        }
+    }
+}
+
 fn root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -45,9 +67,19 @@ fn serve_in(
     addr: SocketAddr,
     name: &'static str,
 ) -> std::thread::JoinHandle<()> {
-    let l = netns::run_in(ns.as_fd(), || TcpListener::bind(addr))
-        .unwrap()
-        .unwrap();
+    // The previous server's connection may still be closing: retry a little.
+    let mut tries = 0;
+    let l = loop {
+        match netns::run_in(ns.as_fd(), || TcpListener::bind(addr)).unwrap() {
+            Ok(l) => break l,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("bind {addr}: {e}, again");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    };
     std::thread::spawn(move || {
         if let Ok((mut s, _)) = l.accept() {
             let _ = s.write_all(format!("hello from {name}").as_bytes());
@@ -76,7 +108,7 @@ fn bridge_veth_firewall_and_teardown() {
         .into_iter()
         .map(|l| l.name)
         .collect();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = NsDir(tempfile::tempdir().unwrap());
     let subnet: Subnet = "10.213.0.0/24".parse().unwrap();
     let cfg = BridgeConfig {
         name: "berth-test0".into(),
@@ -179,15 +211,31 @@ fn bridge_veth_firewall_and_teardown() {
     fw.remove_ports(&[port]).unwrap(); // already gone: skipped
     assert!(TcpStream::connect("127.0.0.1:18080").is_err());
 
-    // Teardown.
+    // eth0's MAC is derived from its address.
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", spaces[1].0.display()))
+        .args(["ip", "-o", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("link/ether 02:42:0a:d5:00:03"), "{out}");
+    assert_eq!(bridge::mac_of(ip("10.213.0.3")), [2, 0x42, 10, 213, 0, 3]);
+
+    // Teardown: one veth deleted here, the other by a detached child.
     for (i, (path, ns)) in spaces.into_iter().enumerate() {
-        assert!(bridge::disconnect(&mut nl, &format!("vethtest{i}")).unwrap());
+        let name = format!("vethtest{i}");
+        if i == 0 {
+            assert!(bridge::disconnect(&mut nl, &name).unwrap());
+        } else {
+            assert!(bridge::disconnect_in_background(&mut nl, &name).unwrap());
+        }
         drop(ns);
         netns::remove(&path).unwrap();
         assert!(!path.exists());
     }
     assert!(!bridge::disconnect(&mut nl, "vethtest0").unwrap());
-    assert_eq!(bridge::port_count(&mut nl, br).unwrap(), 0);
+    assert!(bridge::wait_no_ports(&mut nl, br, Duration::from_secs(5)).unwrap());
+    assert!(nl.link("vethtest1").unwrap().is_none());
     fw.remove_network(&rules, true).unwrap();
     assert!(nl.delete_link(&cfg.name).unwrap());
     fw.remove_network(&rules, true).unwrap(); // no table: nothing to do
@@ -237,7 +285,7 @@ fn a_namespace_file_comes_and_goes() {
         eprintln!("skipped: needs root");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = NsDir(tempfile::tempdir().unwrap());
     let path = dir.path().join("sub/ns");
     let ns = netns::create(&path).unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -37,7 +37,7 @@ pub fn new_id() -> Result<String> {
 }
 
 /// A docker-style name (`adjective_surname`) from the id.
-fn generated_name(id: &str) -> String {
+pub(crate) fn generated_name(id: &str) -> String {
     const ADJ: &[&str] = &[
         "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry",
         "nifty", "proud", "quirky", "sharp", "tender", "vivid", "witty", "zen",
@@ -211,6 +211,8 @@ pub fn build_settings(
         log_max_size,
         log_max_files,
         volumes: mounts.volumes,
+        pod: None,
+        pod_infra: false,
     })
 }
 
@@ -226,6 +228,8 @@ pub fn create(
     if let Some(n) = &a.name {
         check_name(n)?;
     }
+    // `--pod` (checked before any pull): the pod's namespaces, hostname and network.
+    let pod = crate::pod::membership(store, a)?;
     let img = match (a.pull.as_str(), store.resolve(image)) {
         ("never", r) => r?,
         ("missing", Ok(i)) => i,
@@ -245,6 +249,9 @@ pub fn create(
     let config = store.config(&img)?;
     let id = new_id()?;
     let mut settings = build_settings(a, &config, &id, cmd, auto_remove)?;
+    if let Some(p) = &pod {
+        p.apply(&mut settings);
+    }
     super::volume::set_sources(paths, &mut settings);
     super::network::check_at_create(store, &mut settings)?;
     let c = Container {
@@ -376,6 +383,8 @@ pub struct Started {
 /// `start`: mounts the root, writes the config, starts a monitor and waits until the container
 /// runs (or failed: then everything start made is undone and the container stays `created`).
 pub fn start(store: &mut Store, paths: &Paths, c: &Container) -> Result<Option<Started>> {
+    // A pod's container needs its infra container running (the namespaces it joins).
+    crate::pod::before_start(store, paths, c)?;
     let _lock = lock(paths, &c.id)?;
     let c = record::get(store.db.conn(), &c.id)?
         .ok_or_else(|| anyhow!("no such container: {}", c.name))?;
@@ -414,6 +423,7 @@ fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Start
         Ok(berth_cgroups::Layout::Unified)
     );
     let init = helper_binary("berth-init", "BERTH_INIT");
+    let joins = crate::pod::namespace_joins(store, c)?;
     let config = spec::build(
         &c.settings,
         &spec::SpecInputs {
@@ -423,6 +433,7 @@ fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Start
             init_binary: init.as_deref(),
             cgroup_v2,
             netns: net.netns.as_deref(),
+            joins: &joins,
         },
     )?;
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&config)?)
@@ -735,6 +746,8 @@ pub fn remove_with_volumes(
     force: bool,
     volumes: bool,
 ) -> Result<()> {
+    // A pod's infra container goes with its pod only (`pod rm`).
+    crate::pod::check_remove(store, c)?;
     if c.status().is_running() {
         if !force {
             bail!(

@@ -79,7 +79,8 @@ pub fn prune(store: &mut Store, paths: &Paths) -> Result<Pruned> {
         let Some(c) = record::get(store.db.conn(), &c.id)? else {
             continue;
         };
-        if c.status().is_running() {
+        // A pod's infra container goes with its pod (`pod rm`).
+        if c.status().is_running() || crate::pod::is_live_infra(store, &c)? {
             continue;
         }
         let size = disk_usage(&paths.container_dir(&c.id));

@@ -247,6 +247,8 @@ pub fn inspect_value(paths: &Paths, c: &Container) -> Value {
         "Image": c.image_id,
         "ImageName": c.image_name,
         "Name": c.name,
+        "Pod": s.pod.clone().unwrap_or_default(),
+        "IsInfra": s.pod_infra,
         "RestartCount": c.restart_count,
         "LogPath": paths.container_dir(&c.id).join("ctr.log"),
         "NetworkSettings": super::network::inspect_value(paths, c),

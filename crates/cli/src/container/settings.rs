@@ -120,6 +120,12 @@ pub struct CreateArgs {
     /// When to pull the image: missing (default), always, never.
     #[arg(long, default_value = "missing")]
     pub pull: String,
+    /// Join a pod (name or id): share its network, IPC and UTS namespaces (see `pod create`).
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// Set by `pod create` only (no flag): the container is the infra container of this pod (id).
+    #[arg(skip)]
+    pub infra_of: Option<String>,
 }
 
 /// A bind mount.
@@ -243,6 +249,12 @@ pub struct Settings {
     pub auto_remove: bool,
     pub log_max_size: u64,
     pub log_max_files: u32,
+    /// The pod the container belongs to (its id; see `crate::pod`).
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Whether it is its pod's infra container (`berth-init --pause`, holding the namespaces).
+    #[serde(default)]
+    pub pod_infra: bool,
 }
 
 /// Parses a size: bytes, or a number with b, k, m, g (and kb, mb, gb; case-insensitive).

@@ -206,6 +206,8 @@ pub struct SpecInputs<'a> {
     pub cgroup_v2: bool,
     /// The network namespace to join by path (a bridge network's, or another container's).
     pub netns: Option<&'a Path>,
+    /// Other namespaces joined by path, by type (a pod's containers: its infra's ipc and uts).
+    pub joins: &'a [(&'static str, std::path::PathBuf)],
 }
 
 /// The runtime config of a container.
@@ -348,6 +350,10 @@ pub fn build(s: &Settings, inp: &SpecInputs<'_>) -> Result<Value> {
         (None, "host") => {}
         (None, "none") => namespaces.push(json!({"type": "network"})),
         (None, other) => bail!("network {other:?}: no network namespace was set up"),
+    }
+    for (typ, path) in inp.joins {
+        namespaces.retain(|n| n["type"] != *typ);
+        namespaces.push(json!({"type": typ, "path": path}));
     }
     if inp.cgroup_v2 {
         namespaces.push(json!({"type": "cgroup"}));

@@ -214,6 +214,19 @@ impl Engine {
         let ns = self.b.runroot.path().join("netns");
         let left = std::fs::read_dir(&ns).map(|d| d.count()).unwrap_or(0);
         assert_eq!(left, 0, "network namespaces left in {}", ns.display());
+        assert!(self.pods().is_empty(), "pods left: {:?}", self.pods());
+        let pods = self.root().join("pods");
+        let left = std::fs::read_dir(&pods).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0, "pod dirs left in {}", pods.display());
+    }
+
+    /// Ids of every pod (`pod ls -q`; none when the store has no pods table yet).
+    pub fn pods(&self) -> Vec<String> {
+        let out = self.output(&["pod", "ls", "-q"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
@@ -230,6 +243,10 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        // Pods first: their infra containers go with them only.
+        for id in self.pods() {
+            let _ = self.output(&["pod", "rm", "-f", &id]);
+        }
         for id in self.ids() {
             let _ = self.output(&["rm", "-f", &id]);
         }
@@ -247,4 +264,40 @@ pub fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
+}
+
+/// Runs `body` on a thread in a network namespace of its own (loopback up), which is then the
+/// "host" of every `berth` it starts (their monitors and containers inherit it): the default
+/// bridge, veth pairs, nftables table and published ports live there, never on the machine's
+/// own network, so such tests run side by side. A panic of the body is passed on.
+pub fn in_own_netns<T: Send>(body: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("unshare(CLONE_NEWNET)");
+            let st = Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .expect("running ip");
+            assert!(st.success(), "ip link set lo up");
+            body()
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// Processes whose command line names `dir` (a store's runroot: monitors, containers' clean-up).
+pub fn processes_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(&dir) {
+                out.push(format!("{}: {c}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
 }

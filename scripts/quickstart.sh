@@ -6,10 +6,11 @@
 # On a fresh Debian 12 (or any Debian/Ubuntu) machine this:
 #   1. installs what is missing with apt-get (checked with dpkg-query first;
 #      `apt-get update` runs once, only if something has to be installed):
-#      busybox-static, python3, and the build deps gcc, pkg-config, libseccomp-dev
-#      (plus cargo-web, Debian 12's current Rust toolchain, if no cargo is found);
-#   2. runs `cargo build --release -p berth-runtime-cli` (as the sudo user, so
-#      target/ stays theirs);
+#      busybox-static, python3, nftables (NAT for the default bridge network),
+#      and the build deps gcc, pkg-config, libseccomp-dev (plus cargo-web,
+#      Debian 12's current Rust toolchain, if no cargo is found);
+#   2. runs `cargo build --release` of berth-runtime, berth, berth-monitor and
+#      berth-init (as the sudo user, so target/ stays theirs);
 #   3. makes a bundle in ./demo/ (busybox-static rootfs, config.json written by
 #      `berth-runtime spec`, then edited: hostname "berth-demo", memory limit
 #      64 MiB, pids limit 64, a process that prints what it sees);
@@ -80,7 +81,7 @@ find_cargo() {
     return 1
 }
 
-ensure_pkgs busybox-static python3
+ensure_pkgs busybox-static python3 nftables
 
 if [ -n "${RUNTIME:-}" ]; then
     [ -x "$RUNTIME" ] || die "RUNTIME=$RUNTIME is not an executable"

@@ -375,6 +375,9 @@ pub fn dispatch(store: &mut Store, paths: &Paths, cmd: &Commands) -> Result<u8> 
                     lifecycle::remove_with_volumes(store, paths, &c, *force, *volumes)
                 }) {
                     Ok(()) => print(&format!("{n}\n")),
+                    // One name: main prints the error; several: each failure is printed here and
+                    // the others are still removed.
+                    Err(e) if containers.len() == 1 => failed = Some(e),
                     Err(e) => {
                         eprintln!("Error: {e:#}");
                         failed = Some(e);
@@ -383,7 +386,7 @@ pub fn dispatch(store: &mut Store, paths: &Paths, cmd: &Commands) -> Result<u8> 
             }
             match failed {
                 Some(e) if containers.len() == 1 => Err(e),
-                Some(_) => Ok(1),
+                Some(_) => Ok(125),
                 None => Ok(0),
             }
         }

@@ -23,7 +23,9 @@
 //! every column; the host's mounts are untouched. Guards remove every container, stop dockerd,
 //! unmount and delete the temp dirs on the way out, also after a failure or Ctrl-C. Needs root.
 
+mod cli;
 mod engine;
+mod mounts;
 mod ns;
 mod stats;
 
@@ -113,18 +115,11 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("engine-bench: {e:#}");
-        std::process::exit(1);
-    }
+    cli::main("engine-bench", || run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<()> {
-    for o in &args.only {
-        if !ALL.contains(&o.as_str()) {
-            bail!("--only: unknown column {o:?} (known: {})", ALL.join(", "));
-        }
-    }
+    cli::check_only(&args.only, &ALL)?;
     if !nix::unistd::geteuid().is_root() {
         bail!("must run as root (containers, mounts, a private dockerd)");
     }

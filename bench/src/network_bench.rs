@@ -18,7 +18,10 @@
 //! iperf3 (the throughput part is skipped without it).
 
 #[allow(dead_code)]
+mod cli;
+#[allow(dead_code)]
 mod engine;
+mod mounts;
 #[allow(dead_code)]
 mod ns;
 #[allow(dead_code)]
@@ -80,10 +83,7 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("network-bench: {e:#}");
-        std::process::exit(1);
-    }
+    cli::main("network-bench", || run(Args::parse()));
 }
 
 fn default_berth() -> PathBuf {

@@ -14,6 +14,8 @@
 //! is warm for every column. Every command's exit status is checked. Needs root (podman's
 //! overlay storage).
 
+mod cli;
+mod mounts;
 mod pull;
 mod stats;
 
@@ -77,18 +79,11 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("pull-bench: {e:#}");
-        std::process::exit(1);
-    }
+    cli::main("pull-bench", || run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<()> {
-    for o in &args.only {
-        if !ALL.contains(&o.as_str()) {
-            bail!("--only: unknown column {o:?} (known: {})", ALL.join(", "));
-        }
-    }
+    cli::check_only(&args.only, &ALL)?;
     for i in &args.images {
         if !IMAGES.contains(&i.as_str()) {
             bail!(

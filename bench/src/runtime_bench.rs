@@ -10,6 +10,7 @@
 //! `/sys/fs/cgroup/unified` is unmounted (crun refuses hybrid cgroup hosts otherwise), the
 //! same for every column; the host's mounts are untouched. Needs root.
 
+mod cli;
 mod columns;
 mod ns;
 mod report;
@@ -61,18 +62,11 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("runtime-bench: {e:#}");
-        std::process::exit(1);
-    }
+    cli::main("runtime-bench", || run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<()> {
-    for o in &args.only {
-        if !ALL.contains(&o.as_str()) {
-            bail!("--only: unknown column {o:?} (known: {})", ALL.join(", "));
-        }
-    }
+    cli::check_only(&args.only, &ALL)?;
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }

@@ -3,7 +3,7 @@
 //! may run the same programs), their memory, and the mounts under the bench's dirs.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One process and its memory, in KiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,45 +76,7 @@ pub fn kill_leftovers(comm: &str, marker: &str) {
     }
 }
 
-/// Lazily unmounts every mount at or below `dir` in this mount namespace, deepest first; errors
-/// are ignored (the removal that follows reports what is left).
-pub fn unmount_under(dir: &Path) {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in points {
-        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            if let Some(v) = s
-                .get(i + 1..i + 4)
-                .and_then(|o| u8::from_str_radix(o, 8).ok())
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use crate::mounts::unmount_under;
 
 /// Sum, median and mean of the processes' RSS and the sum of their PSS, in KiB.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -187,6 +149,5 @@ mod tests {
         assert_eq!(s.rss_median_kib, 250.0);
         assert_eq!(s.pss_sum_kib, 300);
         assert_eq!(MemSummary::of(&[]).rss_median_kib, 0.0);
-        assert_eq!(unescape("/a\\040b"), "/a b");
     }
 }

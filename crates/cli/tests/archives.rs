@@ -5,19 +5,13 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{run, Berth, Dockerd, Layout, Registry};
+use common::{push_and_pull, run, Berth, Dockerd, Layout, Registry};
 
 fn pulled_busybox() -> (Registry, Layout, Berth, String, String) {
     let reg = Registry::start();
     let l = Layout::busybox();
     l.config(&["--config.cmd", "sh", "--config.env", "SAVED=1"]);
-    reg.push_layout(&l.path(), "t", "test/busybox:1");
-    let b = Berth::new();
-    let name = format!("{}/test/busybox:1", reg.host());
-    let id = b
-        .ok(&["pull", "--tls-verify=false", &name])
-        .trim()
-        .to_string();
+    let (b, name, id) = push_and_pull(&reg, &l, "test/busybox:1");
     (reg, l, b, name, id)
 }
 
@@ -207,13 +201,7 @@ fn docker_loads_what_berth_saves_and_berth_loads_what_docker_saves() {
     std::fs::write(l.bundle().join("rootfs/etc/motd"), "second layer\n").unwrap();
     l.repack();
     l.config(&["--config.cmd", "sh", "--config.env", "SAVED=1"]);
-    reg.push_layout(&l.path(), "t", "test/twolayer:1");
-    let b = Berth::new();
-    let name = format!("{}/test/twolayer:1", reg.host());
-    let id = b
-        .ok(&["pull", "--tls-verify=false", &name])
-        .trim()
-        .to_string();
+    let (b, name, id) = push_and_pull(&reg, &l, "test/twolayer:1");
     let berth_layers = b.inspect(&name)["RootFS"]["Layers"].clone();
     assert_eq!(berth_layers.as_array().unwrap().len(), 2, "{berth_layers}");
 

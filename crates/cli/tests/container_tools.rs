@@ -2,37 +2,23 @@
 //! (as root) with its own `--root`/`--runroot`, an image imported from a busybox rootfs tarball
 //! on stdin, and `berth-monitor` from the same target directory.
 //!
-//! Every test owns an [`Env`] whose drop removes its containers (`rm -f`) and unmounts anything
-//! left under its temp root, also when the test fails.
+//! Every test owns an [`Env`] on a [`common::engine::Engine`], whose drop removes its containers
+//! (`rm -f`) and unmounts anything left under its temp root, also when the test fails.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::Berth;
+use common::engine::{mounts_under, sibling, Engine};
 
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "sleep", "cat", "ls", "mkdir", "ln", "echo", "stat", "rm", "test",
 ];
-
-/// `berth-monitor` next to the berth binary under test.
-fn monitor() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_berth"))
-        .parent()
-        .expect("the berth binary's directory")
-        .join("berth-monitor");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first (cargo build -p berth-cli -p berth-monitor)",
-        p.display()
-    );
-    p
-}
 
 /// A busybox rootfs as an uncompressed tarball: /bin/busybox and applet links, /tmp, /etc.
 fn rootfs_tar() -> Vec<u8> {
@@ -62,82 +48,34 @@ fn rootfs_tar() -> Vec<u8> {
 
 /// One test's engine, image and scratch dir.
 struct Env {
-    b: Berth,
+    e: Engine,
     /// Host-side scratch files (canaries, files to copy).
     work: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        &self.e
+    }
 }
 
 impl Env {
     fn new() -> Env {
         assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests must run as root (euid 0)"
-        );
-        assert!(
             Path::new(BUSYBOX).is_file(),
             "{BUSYBOX} missing: apt-get install busybox-static"
         );
-        monitor();
+        sibling("berth-monitor");
         let e = Env {
-            b: Berth::new(),
+            e: Engine::empty(),
             work: tempfile::tempdir().unwrap(),
         };
         // `import -`: the rootfs tarball on stdin.
-        let mut child = e
-            .cmd()
-            .args(["import", "-", "bb:1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&rootfs_tar())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = e.output_with_stdin(&["import", "-", "bb:1"], &rootfs_tar());
         assert!(out.status.success(), "import -: {out:?}");
         e
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = self.b.cmd();
-        c.env("BERTH_MONITOR", monitor());
-        c
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    /// `berth args...`, which must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// `berth args...`, which must fail with 125 and an `Error: ` line; its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(125),
-            "berth {args:?}: want exit 125, got {}: {}{err}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-        );
-        assert!(err.starts_with("Error: "), "{err}");
-        err
     }
 
     /// `run -d` with a name; the id.
@@ -155,11 +93,6 @@ impl Env {
         self.ok(&args)
     }
 
-    fn inspect(&self, name: &str) -> serde_json::Value {
-        let v: Vec<serde_json::Value> = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
-        v.into_iter().next().unwrap()
-    }
-
     /// Names of every container.
     fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -172,45 +105,11 @@ impl Env {
     }
 
     fn container_dir(&self, id: &str) -> PathBuf {
-        self.b.root.path().join("containers").join(id)
+        self.root().join("containers").join(id)
     }
 
     fn host(&self, rel: &str) -> PathBuf {
         self.work.path().join(rel)
-    }
-}
-
-/// Mount points under `dir`, deepest first.
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut v: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    v
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Every container, whatever state the test left it in.
-        if let Ok(out) = self
-            .cmd()
-            .args(["ps", "-a", "--format", "{{.Id}}"])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = self.cmd().args(["rm", "-f", id]).output();
-            }
-        }
-        for dir in [self.b.root.path(), self.b.runroot.path()] {
-            for m in mounts_under(dir) {
-                let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        // The temp dirs go when the fields drop.
     }
 }
 
@@ -470,15 +369,7 @@ fn cp_into_and_out_of_a_running_container() {
         let mut args = vec!["cp"];
         args.extend(flag);
         args.extend(["-", "c1:/tmp"]);
-        let mut child = e
-            .cmd()
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&data).unwrap();
-        let o = child.wait_with_output().unwrap();
+        let o = e.output_with_stdin(&args, &data);
         assert!(o.status.success(), "{o:?}");
         assert_eq!(
             e.exec(
@@ -490,15 +381,7 @@ fn cp_into_and_out_of_a_running_container() {
         );
     }
     // Into something that is not a directory: refused.
-    let mut child = e
-        .cmd()
-        .args(["cp", "-", "c1:/tmp/hello.txt"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(&data);
-    let o = child.wait_with_output().unwrap();
+    let o = e.output_with_stdin(&["cp", "-", "c1:/tmp/hello.txt"], &data);
     assert_eq!(o.status.code(), Some(125), "{o:?}");
 
     // Neither side a container, or both: errors.
@@ -701,18 +584,7 @@ fn cp_cannot_escape_the_rootfs_through_hostile_symlinks() {
     b.append_data(&mut h, "slash/pwned2", &b"PWNED"[..])
         .unwrap();
     let data = b.into_inner().unwrap();
-    let tar_in = |dst: &str, data: &[u8]| -> Output {
-        let mut child = e
-            .cmd()
-            .args(["cp", "-", dst])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let _ = child.stdin.take().unwrap().write_all(data);
-        child.wait_with_output().unwrap()
-    };
+    let tar_in = |dst: &str, data: &[u8]| e.output_with_stdin(&["cp", "-", dst], data);
     let o = tar_in("h:/", &data);
     assert!(o.status.success(), "{o:?}");
     canary.check();
@@ -815,15 +687,7 @@ fn container_prune_removes_stopped_containers_only() {
 
 #[test]
 fn top_and_stats_through_a_runtime_binary() {
-    let rt = Path::new(env!("CARGO_BIN_EXE_berth"))
-        .parent()
-        .unwrap()
-        .join("berth-runtime");
-    assert!(
-        rt.is_file(),
-        "{} is not built: build the whole workspace first (cargo build --workspace)",
-        rt.display()
-    );
+    let rt = sibling("berth-runtime");
     let e = Env::new();
     e.run_d(
         "rb",

@@ -198,19 +198,7 @@ fn exec_runs_in_the_container_with_its_flags() {
     let err = e.fails_with(127, &["exec", "x", "nosuchcommand"]);
     assert!(err.contains("not found"), "{err}");
     // stdin reaches an exec'd process.
-    let mut c = e.cmd();
-    c.args(["exec", "-i", "x", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"through exec\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = e.output_with_stdin(&["exec", "-i", "x", "cat"], b"through exec\n");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through exec\n");
     // Same pid namespace as the container's init.
     let ps = e.ok(&["exec", "x", "ps", "-o", "pid,args"]);
@@ -233,27 +221,18 @@ fn exec_runs_in_the_container_with_its_flags() {
 #[test]
 fn stdin_and_terminal() {
     let e = Engine::new();
-    let mut c = e.cmd();
-    c.args([
-        "run",
-        "-i",
-        "--rm",
-        "bb",
-        "sh",
-        "-c",
-        "read a; echo got:$a; cat",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"one\ntwo\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = e.output_with_stdin(
+        &[
+            "run",
+            "-i",
+            "--rm",
+            "bb",
+            "sh",
+            "-c",
+            "read a; echo got:$a; cat",
+        ],
+        b"one\ntwo\n",
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "got:one\ntwo\n");
     assert!(out.status.success());
     // -t: the process has a terminal (the monitor holds its master); output comes through it.

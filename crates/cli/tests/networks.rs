@@ -13,12 +13,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::engine::Engine;
+use common::engine::{http_get, in_own_netns, retry, Engine};
 
 /// What the engine may change on its host.
 #[derive(Debug, PartialEq, Eq)]
@@ -134,10 +133,8 @@ impl Net {
 }
 
 /// Runs a test body on a thread in a new network namespace (loopback up), with an engine.
-fn on_own_host(body: impl FnOnce(&Net) + Send + 'static) {
-    let t = std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        sh("ip", &["link", "set", "lo", "up"]);
+fn on_own_host(body: impl FnOnce(&Net) + Send) {
+    in_own_netns(|| {
         let e = Engine::new();
         let runroot = e.b.runroot.path().to_string_lossy().into_owned();
         let before = host_state(&runroot);
@@ -156,41 +153,7 @@ fn on_own_host(body: impl FnOnce(&Net) + Send + 'static) {
                 std::panic::resume_unwind(p);
             }
         }
-    });
-    if let Err(p) = t.join() {
-        std::panic::resume_unwind(p);
-    }
-}
-
-/// An HTTP GET of `path` on 127.0.0.1:port from the test's host, retried until the server
-/// answers (it may still be starting); the body.
-fn http_get(port: u16, path: &str) -> String {
-    let t = Instant::now();
-    loop {
-        let got = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect(("127.0.0.1", port))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })();
-        match got {
-            Ok(r) if r.starts_with("HTTP/1.") => {
-                return r.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-            }
-            r => assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "no answer on 127.0.0.1:{port}: {r:?}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A shell loop for busybox: retries a command until it succeeds (a server may be starting).
-fn retry(cmd: &str) -> String {
-    format!("for i in $(seq 100); do {cmd} && exit 0; sleep 0.1; done; exit 1")
+    })
 }
 
 /// A free TCP port of the test's host.

@@ -8,43 +8,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::engine::{in_own_netns, processes_under, Engine};
-
-/// A shell loop for busybox: retries a command until it succeeds (a server may be starting).
-fn retry(cmd: &str) -> String {
-    format!("for i in $(seq 100); do {cmd} && exit 0; sleep 0.1; done; exit 1")
-}
-
-/// An HTTP GET on 127.0.0.1:port of the test's host, retried until the server answers; the
-/// body.
-fn http_get(port: u16, path: &str) -> String {
-    let t = Instant::now();
-    loop {
-        let got = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect(("127.0.0.1", port))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })();
-        match got {
-            Ok(r) if r.starts_with("HTTP/1.") => {
-                return r.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-            }
-            r => assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "no answer on 127.0.0.1:{port}: {r:?}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::engine::{http_get, in_own_netns, processes_under, retry, Engine};
 
 fn pod_inspect(e: &Engine, pod: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&e.ok(&["pod", "inspect", pod])).unwrap();

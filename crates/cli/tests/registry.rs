@@ -8,7 +8,7 @@ mod common;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::process::Command;
 
-use common::{run, Berth, Layout, Registry, RegistryConfig, TokenServer, User};
+use common::{push_and_pull, run, Berth, Layout, Registry, RegistryConfig, TokenServer, User};
 
 #[test]
 fn pull_lists_inspects_and_unpacks_busybox() {
@@ -213,13 +213,7 @@ fn multi_layer_pull_turns_deletions_into_overlay_whiteouts() {
 fn tag_rmi_and_prune_collect_garbage() {
     let reg = Registry::start();
     let l = Layout::busybox();
-    reg.push_layout(&l.path(), "t", "test/busybox:1");
-    let b = Berth::new();
-    let name = format!("{}/test/busybox:1", reg.host());
-    let id = b
-        .ok(&["pull", "--tls-verify=false", &name])
-        .trim()
-        .to_string();
+    let (b, name, id) = push_and_pull(&reg, &l, "test/busybox:1");
     let blobs_before = b.blobs();
     assert_eq!(
         blobs_before.len(),
@@ -294,13 +288,7 @@ fn tag_rmi_and_prune_collect_garbage() {
 fn push_to_a_new_repository_is_seen_by_skopeo() {
     let reg = Registry::start();
     let l = Layout::busybox();
-    reg.push_layout(&l.path(), "t", "test/busybox:1");
-    let b = Berth::new();
-    let name = format!("{}/test/busybox:1", reg.host());
-    let id = b
-        .ok(&["pull", "--tls-verify=false", &name])
-        .trim()
-        .to_string();
+    let (b, name, id) = push_and_pull(&reg, &l, "test/busybox:1");
     let digest = b.inspect(&name)["Digest"].as_str().unwrap().to_string();
 
     let dest = format!("{}/pushed/copy:7", reg.host());
@@ -643,13 +631,7 @@ fn history_lists_steps_with_their_layers() {
         "--history.created_by",
         "ENV A=1",
     ]));
-    reg.push_layout(&l.path(), "t", "test/hist:1");
-    let b = Berth::new();
-    let name = format!("{}/test/hist:1", reg.host());
-    let id = b
-        .ok(&["pull", "--tls-verify=false", &name])
-        .trim()
-        .to_string();
+    let (b, name, id) = push_and_pull(&reg, &l, "test/hist:1");
     let layers = b.inspect(&name)["RootFS"]["Layers"].clone();
     assert_eq!(layers.as_array().unwrap().len(), 2);
 
@@ -713,13 +695,7 @@ fn content(b: &Berth) -> (Vec<String>, Vec<String>) {
 fn prune_collects_orphans_left_by_interrupted_work_and_keeps_live_images() {
     let reg = Registry::start();
     let l = Layout::busybox();
-    reg.push_layout(&l.path(), "t", "test/live:1");
-    let b = Berth::new();
-    let name = format!("{}/test/live:1", reg.host());
-    let id = b
-        .ok(&["pull", "--tls-verify=false", &name])
-        .trim()
-        .to_string();
+    let (b, name, id) = push_and_pull(&reg, &l, "test/live:1");
     let live = content(&b);
     let root = b.root.path();
 

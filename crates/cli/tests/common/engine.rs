@@ -2,11 +2,13 @@
 //! (made with `berth import` of a busybox-static rootfs), the berth binaries of this build, and a
 //! drop that force-removes every container and unmounts what is left, also when a test fails.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::Berth;
+use super::{expect_exit, expect_ok, Berth};
 
 /// A binary of the workspace next to `berth` (built by `cargo build --workspace`).
 pub fn sibling(name: &str) -> PathBuf {
@@ -52,28 +54,38 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     )
     .unwrap();
     let tar = dir.join("rootfs.tar");
+    tar_dir(&root, &tar);
+    tar
+}
+
+/// `tar -C dir -cf tar .`
+fn tar_dir(dir: &Path, tar: &Path) {
     let st = Command::new("tar")
         .arg("-C")
-        .arg(&root)
+        .arg(dir)
         .arg("-cf")
-        .arg(&tar)
+        .arg(tar)
         .arg(".")
         .status()
         .unwrap();
     assert!(st.success());
-    tar
 }
 
 impl Engine {
     pub fn new() -> Engine {
+        let e = Engine::empty();
+        let tar = busybox_rootfs_tar(e.b.runroot.path());
+        e.b.ok(&["import", tar.to_str().unwrap(), "bb:latest"]);
+        e
+    }
+
+    /// A store without any image.
+    pub fn empty() -> Engine {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the container tests need root"
         );
-        let b = Berth::new();
-        let tar = busybox_rootfs_tar(b.runroot.path());
-        b.ok(&["import", tar.to_str().unwrap(), "bb:latest"]);
-        Engine { b }
+        Engine { b: Berth::new() }
     }
 
     /// Imports another busybox image as `name`, its rootfs first changed by `extra`, with
@@ -84,15 +96,7 @@ impl Engine {
         let root = dir.path().join("rootfs");
         extra(&root);
         let tar = dir.path().join("image.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        tar_dir(&root, &tar);
         let mut args = vec!["import"];
         for c in changes {
             args.extend(["--change", c]);
@@ -134,28 +138,35 @@ impl Engine {
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        expect_ok(args, self.output(args))
+    }
+
+    /// Runs `berth args...` with `input` on its stdin (a write error, say when berth exits
+    /// without reading it all, is left to the exit status); its output whatever the status.
+    pub fn output_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(input);
+        child.wait_with_output().unwrap()
     }
 
     /// Must fail with `code`; returns stderr.
     pub fn fails_with(&self, code: i32, args: &[&str]) -> String {
         let out = self.output(args);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "berth {args:?}: want exit {code}, got {}: {}{err}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout)
-        );
+        expect_exit(args, code, &out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Must fail with 125 and an `Error: ` line; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let err = self.fails_with(125, args);
+        assert!(err.starts_with("Error: "), "{err}");
         err
     }
 
@@ -256,7 +267,23 @@ impl Drop for Engine {
         for m in self.mounts() {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
+        for m in mounts_under(self.b.runroot.path()) {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
     }
+}
+
+/// Mount points under `dir`, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut v: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v
 }
 
 pub fn text(o: &Output) -> (String, String) {
@@ -300,4 +327,35 @@ pub fn processes_under(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// A shell loop for busybox: retries a command until it succeeds (a server may be starting).
+pub fn retry(cmd: &str) -> String {
+    format!("for i in $(seq 100); do {cmd} && exit 0; sleep 0.1; done; exit 1")
+}
+
+/// An HTTP GET of `path` on 127.0.0.1:port from the test's host, retried until the server
+/// answers (it may still be starting); the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let got = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match got {
+            Ok(r) if r.starts_with("HTTP/1.") => {
+                return r.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+            }
+            r => assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "no answer on 127.0.0.1:{port}: {r:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -13,6 +13,43 @@ pub use berth_testkit::{
     User,
 };
 
+/// The output of `berth args...`, which must have succeeded; returns stdout.
+pub fn expect_ok(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "berth {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The output of `berth args...`, which must have exited with `code`.
+pub fn expect_exit(args: &[&str], code: i32, out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "berth {args:?}: want exit {code}, got {}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Pushes the layout's `t` image to `reg` as `repo` (`test/busybox:1`) and pulls it into a new
+/// store: the store, the image's name there and its id.
+pub fn push_and_pull(reg: &Registry, l: &Layout, repo: &str) -> (Berth, String, String) {
+    reg.push_layout(&l.path(), "t", repo);
+    let b = Berth::new();
+    let name = format!("{}/{repo}", reg.host());
+    let id = b
+        .ok(&["pull", "--tls-verify=false", &name])
+        .trim()
+        .to_string();
+    (b, name, id)
+}
+
 /// `berth` with its own store.
 pub struct Berth {
     pub root: tempfile::TempDir,
@@ -45,28 +82,13 @@ impl Berth {
 
     /// Run `berth args...`, which must succeed; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        expect_ok(args, self.output(args))
     }
 
     /// Run `berth args...`, which must fail with 125; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.output(args);
-        assert_eq!(
-            out.status.code(),
-            Some(125),
-            "berth {args:?}: want exit 125, got {}: {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        expect_exit(args, 125, &out);
         let err = String::from_utf8(out.stderr).unwrap();
         assert!(err.starts_with("Error: "), "{err}");
         err

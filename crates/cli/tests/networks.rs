@@ -289,6 +289,9 @@ fn published_ports_answer_on_the_host_loopback_and_through_the_gateway() {
         assert_eq!(http_get(port, "/hostname").trim(), &web.trim()[..12]);
         let ports = &e.inspect("web")["NetworkSettings"]["Ports"]["80/tcp"][0];
         assert_eq!(ports["HostPort"], port.to_string());
+        // ps shows them as docker does.
+        let ps = e.ok(&["ps", "--format", "{{.Names}} {{.Ports}}"]);
+        assert!(ps.contains(&format!("web 0.0.0.0:{port}->80/tcp")), "{ps}");
         // From another container, through the published port on the default bridge's gateway.
         let url = format!("http://10.88.0.1:{port}/hostname");
         let out = e.ok(&[

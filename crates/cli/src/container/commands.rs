@@ -395,8 +395,10 @@ pub fn dispatch(store: &mut Store, paths: &Paths, cmd: &Commands) -> Result<u8> 
             cmd: ContainerCmd::Ls(a),
         } => {
             let rows = record::all(store.db.conn())?;
+            let ports = query::published_ports(store.db.conn())?;
             print(&query::ps(
                 rows,
+                &ports,
                 a.all,
                 a.quiet,
                 &a.filter,

@@ -62,7 +62,7 @@ fn command_text(c: &Container) -> String {
 }
 
 /// One container as `ps --format json` and templates see it.
-fn ps_fields(c: &Container) -> Value {
+fn ps_fields(c: &Container, ports: &str) -> Value {
     json!({
         "ID": c.short_id(),
         "Id": c.id,
@@ -74,7 +74,7 @@ fn ps_fields(c: &Container) -> Value {
         "State": c.status().word(),
         "Names": c.name,
         "Labels": c.settings.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-        "Ports": "",
+        "Ports": ports,
         "ExitCode": c.exit_code,
         "Pid": c.live_pid().unwrap_or(0),
     })
@@ -147,13 +147,45 @@ fn render(template: &str, fields: &Value) -> Result<String> {
 }
 
 /// `ps`.
+/// The PORTS column: a container's published ports in docker's form, by container id.
+pub fn published_ports(
+    conn: &rusqlite::Connection,
+) -> Result<std::collections::HashMap<String, String>> {
+    let mut st = conn.prepare(
+        "SELECT container_id, host_ip, host_port, container_port, protocol FROM published_ports
+         ORDER BY container_id, container_port, protocol",
+    )?;
+    let mut out: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, ip, host, ctr, proto) = row?;
+        let e = out.entry(id).or_default();
+        if !e.is_empty() {
+            e.push_str(", ");
+        }
+        e.push_str(&format!("{ip}:{host}->{ctr}/{proto}"));
+    }
+    Ok(out)
+}
+
+/// `ps`.
 pub fn ps(
     all_rows: Vec<Container>,
+    ports: &std::collections::HashMap<String, String>,
     all: bool,
     quiet: bool,
     filters: &[String],
     format: Option<&str>,
 ) -> Result<String> {
+    let port_of = |c: &Container| ports.get(&c.id).map_or("", String::as_str);
     let mut rows = Vec::new();
     for c in all_rows {
         if (all || c.status().is_running()) && filtered(&c, filters)? {
@@ -165,13 +197,13 @@ pub fn ps(
     }
     match format {
         Some("json") => {
-            let v: Vec<Value> = rows.iter().map(ps_fields).collect();
+            let v: Vec<Value> = rows.iter().map(|c| ps_fields(c, port_of(c))).collect();
             return Ok(format!("{}\n", serde_json::to_string_pretty(&v)?));
         }
         Some(t) if !t.starts_with("table") => {
             return rows
                 .iter()
-                .map(|c| Ok(format!("{}\n", render(t, &ps_fields(c))?)))
+                .map(|c| Ok(format!("{}\n", render(t, &ps_fields(c, port_of(c)))?)))
                 .collect();
         }
         _ => {}
@@ -192,7 +224,7 @@ pub fn ps(
             command_text(c),
             format!("{} ago", ago(c.created_ns)),
             status_text(c),
-            String::new(),
+            port_of(c).to_string(),
             c.name.clone(),
         ]);
     }

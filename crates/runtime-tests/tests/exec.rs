@@ -252,3 +252,96 @@ fn exec_many_concurrently() {
         assert_eq!(stdout(o), format!("{i}\n"));
     }
 }
+
+/// Accepts one connection on the seccomp agent socket: the notify fd and the state JSON it carries.
+fn agent_receive(
+    listener: &std::os::unix::net::UnixListener,
+) -> (std::os::fd::OwnedFd, serde_json::Value) {
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+    let mut pfd = [nix::poll::PollFd::new(
+        listener.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ready = nix::poll::poll(&mut pfd, 10_000u16).unwrap();
+    assert_eq!(ready, 1, "no notify fd reached the agent within 10 s");
+    let (stream, _) = listener.accept().unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .unwrap();
+    let mut fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the fd was just received with SCM_RIGHTS; the test owns it.
+            fd = Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    let len = msg.bytes;
+    let state = serde_json::from_slice(&buf[..len]).unwrap();
+    (fd.expect("no fd with the seccomp state"), state)
+}
+
+/// A SCMP_ACT_NOTIFY filter: the init's notify fd and, for an exec'd process, its own notify fd
+/// both reach the agent at listenerPath, and the agent's answer is what the process sees.
+#[test]
+fn exec_hands_its_seccomp_notify_fd_to_the_listener() {
+    use std::os::fd::AsRawFd;
+    let rt = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut b = Bundle::busybox();
+    b.set_sh("sleep 1000");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "agent-test",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    b.write_config();
+    let id = unique_id("notify");
+    let init_pid = rt.start_detached(&b, &id);
+    let (_init_fd, state) = agent_receive(&listener);
+    assert_eq!(state["state"]["id"], id.as_str());
+    assert_eq!(state["pid"], init_pid);
+    assert_eq!(state["metadata"], "agent-test");
+    // The exec blocks in mkdir until the agent answers its own fd.
+    let bin = rt.bin().to_path_buf();
+    let root = rt.root().to_path_buf();
+    let id2 = id.clone();
+    let exec = std::thread::spawn(move || {
+        std::process::Command::new(bin)
+            .arg("--root")
+            .arg(root)
+            .args(["exec", &id2, "mkdir", "/tmp/refused"])
+            .output()
+            .unwrap()
+    });
+    let (exec_fd, state) = agent_receive(&listener);
+    assert_eq!(state["state"]["id"], id.as_str());
+    assert_ne!(state["pid"], init_pid, "the exec'd process's own fd");
+    let req = libseccomp::ScmpNotifReq::receive(exec_fd.as_raw_fd()).unwrap();
+    let name = req.data.syscall.get_name_by_arch(req.data.arch).unwrap();
+    assert!(name == "mkdir" || name == "mkdirat", "{name}");
+    libseccomp::ScmpNotifResp::new_error(
+        req.id,
+        -libc::EROFS,
+        libseccomp::ScmpNotifRespFlags::empty(),
+    )
+    .respond(exec_fd.as_raw_fd())
+    .unwrap();
+    let out = exec.join().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    rt.ok(&["delete", "--force", &id]);
+}

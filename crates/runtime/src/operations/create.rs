@@ -73,6 +73,30 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// Hands a seccomp notify fd (of the init, or of an exec'd process) to the config's listener with the
+/// container's state, as runc does.
+pub(super) fn hand_notify_fd(
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    fd: Option<OwnedFd>,
+    view: &StateView,
+    pid: i32,
+) -> Result<()> {
+    let listener = seccomp
+        .and_then(|s| s.listener_path().clone())
+        .ok_or_else(|| Error::Invalid("seccomp notify fd without a listenerPath".into()))?;
+    let fd = fd.ok_or_else(|| Error::Child("no fd with SeccompFd".into()))?;
+    let state_json =
+        serde_json::to_value(view).map_err(|e| Error::Invalid(format!("encoding state: {e}")))?;
+    berth_seccomp::send_to_listener(
+        &listener,
+        std::os::fd::AsFd::as_fd(&fd),
+        &state_json,
+        seccomp.and_then(|s| s.listener_metadata().as_deref()),
+        pid,
+    )?;
+    Ok(())
+}
+
 /// The device cgroup rules of a spec with the defaults every container gets appended (as runc does).
 pub(super) fn resources_with_default_devices(r: Option<&LinuxResources>) -> LinuxResources {
     let mut r = r.cloned().unwrap_or_default();
@@ -305,24 +329,7 @@ impl Runtime {
             match m.tag {
                 Tag::Ready => break,
                 Tag::SeccompFd => {
-                    let seccomp = linux.seccomp().as_ref();
-                    let listener =
-                        seccomp
-                            .and_then(|s| s.listener_path().clone())
-                            .ok_or_else(|| {
-                                Error::Invalid("seccomp notify fd without a listenerPath".into())
-                            })?;
-                    let fd =
-                        m.fd.ok_or_else(|| Error::Child("no fd with SeccompFd".into()))?;
-                    let state_json = serde_json::to_value(&view)
-                        .map_err(|e| Error::Invalid(format!("encoding state: {e}")))?;
-                    berth_seccomp::send_to_listener(
-                        &listener,
-                        std::os::fd::AsFd::as_fd(&fd),
-                        &state_json,
-                        seccomp.and_then(|s| s.listener_metadata().as_deref()),
-                        pid,
-                    )?;
+                    hand_notify_fd(linux.seccomp().as_ref(), m.fd, &view, pid)?;
                     parent_chan.send(Tag::Continue, "")?;
                 }
                 Tag::Error => return Err(Error::Child(m.text)),

@@ -127,7 +127,29 @@ impl Runtime {
         }
         let outcome = (|| -> Result<()> {
             parent_chan.send(Tag::Continue, "")?;
-            parent_chan.expect(Tag::Ready)?;
+            loop {
+                let m = parent_chan
+                    .recv()?
+                    .ok_or_else(|| Error::Child("the exec'd process exited during setup".into()))?;
+                match m.tag {
+                    Tag::Ready => break,
+                    Tag::SeccompFd => {
+                        create::hand_notify_fd(
+                            linux.and_then(|l| l.seccomp().as_ref()),
+                            m.fd,
+                            &st.view(status),
+                            pid,
+                        )?;
+                        parent_chan.send(Tag::Continue, "")?;
+                    }
+                    Tag::Error => return Err(Error::Child(m.text)),
+                    other => {
+                        return Err(Error::Child(format!(
+                            "protocol error: unexpected {other:?} during setup"
+                        )))
+                    }
+                }
+            }
             match parent_chan.recv()? {
                 None => Ok(()),
                 Some(m) if m.tag == Tag::Error => Err(Error::Child(m.text)),
@@ -177,8 +199,12 @@ fn exec_child(
             console::setup(c, p.console_size)?;
         }
         p.apply_privileged()?;
-        // A notify filter's fd is not handed to a listener for exec'd processes (only for the init).
-        drop(p.load_seccomp_early()?);
+        // A notify filter's fd goes to the parent, which hands it to the listener (as for the init).
+        if let Some(fd) = p.load_seccomp_early()? {
+            chan.send_fd(Tag::SeccompFd, "", Some(fd.as_raw_fd()))?;
+            drop(fd);
+            chan.expect(Tag::Continue)?;
+        }
         p.drop_privileges()?;
         let program = p.resolve_program()?;
         p.check_program(&program)?;

@@ -186,6 +186,8 @@ cleanup() {
         for c in $("$BERTH" --root "$STORE" --runroot "$STATE/run" ps -aq 2>/dev/null); do
             "$BERTH" --root "$STORE" --runroot "$STATE/run" rm -f "$c" >/dev/null 2>&1 || true
         done
+        # The default network's bridge (berth0) and nftables table go with the network.
+        "$BERTH" --root "$STORE" --runroot "$STATE/run" network rm bridge >/dev/null 2>&1 || true
     fi
     rm -rf "$STATE"
 }

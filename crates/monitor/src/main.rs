@@ -51,6 +51,9 @@ fn main() -> ExitCode {
         eprintln!("berth-monitor: fd 3 (the starter's socket) is not open");
         return ExitCode::from(2);
     }
+    // Nothing but stdio and fd 3 is meant for us: close whatever else the starter let through.
+    // SAFETY: close_range on descriptors above 3, none of which this process uses.
+    unsafe { libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) };
     // SAFETY: fd 3 is open (checked above) and handed to us by the starter; nothing else owns it.
     let starter = unsafe { UnixStream::from_raw_fd(STARTER_FD) };
     let _ = fcntl(&starter, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));

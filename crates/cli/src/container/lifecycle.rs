@@ -17,7 +17,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use berth_monitor::config::{ExitRecord, MonitorConfig, RuntimeChoice};
 use berth_monitor::frame;
 use nix::fcntl::{Flock, FlockArg};
-use nix::unistd::ForkResult;
 
 use super::record::{self, Container, Status};
 use super::settings::{self, CreateArgs, Settings};
@@ -494,8 +493,13 @@ fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Start
     }
 }
 
-/// Starts `berth-monitor RUN_DIR` detached (double fork, own session) with one end of a socket
-/// pair as its fd 3; returns our end.
+/// Starts `berth-monitor RUN_DIR` in a session of its own with one end of a socket pair as its
+/// fd 3, stdout/stderr appending to `monitor.log`; returns our end.
+///
+/// posix_spawn (glibc: clone with CLONE_VM|CLONE_VFORK) rather than fork: forking this process
+/// copies the page tables of everything the CLI mapped (SQLite, TLS, ...) just to exec a small
+/// binary, twice with a double fork. The monitor stays our child until we exit (then init's, or
+/// the nearest subreaper's); a zombie of it never counts as alive (`process_matches`).
 fn spawn_monitor(monitor: &Path, run_dir: &Path) -> Result<UnixStream> {
     let (ours, theirs) = UnixStream::pair().context("socketpair")?;
     let prog = std::ffi::CString::new(monitor.as_os_str().as_encoded_bytes())?;
@@ -506,32 +510,54 @@ fn spawn_monitor(monitor: &Path, run_dir: &Path) -> Result<UnixStream> {
         .open(run_dir.join("monitor.log"))
         .context("opening monitor.log")?;
     let null = File::open("/dev/null").context("/dev/null")?;
-    // SAFETY: the CLI is single-threaded here; the child only calls async-signal-safe functions
-    // (setsid, fork, dup2, close_range, execv, _exit) before exec.
-    match unsafe { nix::unistd::fork() }.context("fork")? {
-        ForkResult::Child => {
-            // SAFETY: plain syscalls on fds we own, in the forked child.
-            unsafe {
-                libc::setsid();
-                if libc::fork() != 0 {
-                    libc::_exit(0);
-                }
-                libc::dup2(null.as_raw_fd(), 0);
-                libc::dup2(log.as_raw_fd(), 1);
-                libc::dup2(log.as_raw_fd(), 2);
-                libc::dup2(theirs.as_raw_fd(), 3);
-                libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
-                let argv = [prog.as_ptr(), arg.as_ptr(), std::ptr::null()];
-                libc::execv(prog.as_ptr(), argv.as_ptr());
-                libc::_exit(127);
-            }
-        }
-        ForkResult::Parent { child } => {
-            drop(theirs);
-            nix::sys::wait::waitpid(child, None).context("waiting for the monitor's launcher")?;
-            Ok(ours)
-        }
+    let env: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            std::ffi::CString::new(kv).ok()
+        })
+        .collect();
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let argv = [prog.as_ptr(), arg.as_ptr(), std::ptr::null()];
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: posix_spawn with file actions and attributes initialised, used and destroyed here;
+    // every pointer (paths, argv, envp) outlives the call.
+    let rc = unsafe {
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut at: libc::posix_spawnattr_t = std::mem::zeroed();
+        libc::posix_spawn_file_actions_init(&mut fa);
+        libc::posix_spawnattr_init(&mut at);
+        libc::posix_spawn_file_actions_adddup2(&mut fa, null.as_raw_fd(), 0);
+        libc::posix_spawn_file_actions_adddup2(&mut fa, log.as_raw_fd(), 1);
+        libc::posix_spawn_file_actions_adddup2(&mut fa, log.as_raw_fd(), 2);
+        libc::posix_spawn_file_actions_adddup2(&mut fa, theirs.as_raw_fd(), 3);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::posix_spawnattr_setsigmask(&mut at, &empty);
+        libc::posix_spawnattr_setflags(
+            &mut at,
+            libc::POSIX_SPAWN_SETSID | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short,
+        );
+        let rc = libc::posix_spawn(
+            &mut pid,
+            prog.as_ptr(),
+            &fa,
+            &at,
+            argv.as_ptr() as *const *mut libc::c_char,
+            envp.as_ptr() as *const *mut libc::c_char,
+        );
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        libc::posix_spawnattr_destroy(&mut at);
+        rc
+    };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc))
+            .with_context(|| format!("starting {}", monitor.display()));
     }
+    drop(theirs);
+    Ok(ours)
 }
 
 /// `pidfd_open`.

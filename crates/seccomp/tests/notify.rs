@@ -141,7 +141,9 @@ fn notify_with_tsync_loads_and_returns_an_fd() {
 fn send_to_listener_fails_when_the_agent_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("agent.sock");
-    drop(UnixListener::bind(&socket).unwrap()); // the path exists, nobody listens
+    // The path exists, nobody listens. (Not a bound-then-dropped listener: a child forked by
+    // another test at that moment would inherit it and keep it listening.)
+    std::fs::write(&socket, "").unwrap();
     let (a, _b) = UnixStream::pair().unwrap();
     let err = send_to_listener(&socket, a.as_fd(), &json!({}), None, 1).unwrap_err();
     let msg = err.to_string();

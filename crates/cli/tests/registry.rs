@@ -8,7 +8,7 @@ mod common;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::process::Command;
 
-use common::{push_and_pull, run, Berth, Layout, Registry, RegistryConfig, TokenServer, User};
+use common::{push_and_pull, run, Berth, Layout, Registry};
 
 #[test]
 fn pull_lists_inspects_and_unpacks_busybox() {
@@ -790,26 +790,9 @@ fn prune_collects_orphans_left_by_interrupted_work_and_keeps_live_images() {
     assert_eq!(content(&b), (vec![], vec![]));
 }
 
-/// docker-registry with token auth and a token server: alice may pull and push, bob only pull.
-fn token_registry() -> (TokenServer, Registry) {
-    let ts = TokenServer::start(
-        "berth-cli-test",
-        "berth-test-issuer",
-        vec![
-            User::new("alice", "alice-pw", &["pull", "push"]),
-            User::new("bob", "bob-pw", &["pull"]),
-        ],
-    );
-    let reg = Registry::start_with(&RegistryConfig {
-        token: Some(ts.auth()),
-        ..RegistryConfig::default()
-    });
-    (ts, reg)
-}
-
 #[test]
 fn push_and_pull_through_a_registry_with_jwt_token_auth() {
-    let (ts, reg) = token_registry();
+    let (ts, reg) = berth_testkit::token_registry("berth-cli-test");
     let host = reg.host();
     let l = Layout::busybox();
     let tar = tempfile::NamedTempFile::new().unwrap();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use berth_registry::{Client, Credentials, Digest, Error, Reference, Repository};
-use common::{bytes, test_options, Registry, RegistryConfig, TokenServer, User};
+use common::{bytes, test_options, TokenServer};
 
 #[derive(Default)]
 struct Seen {
@@ -446,26 +446,9 @@ fn insufficient_scope_says_repository_missing_or_private() {
     assert_eq!(c.stats().tokens_fetched, 1);
 }
 
-/// A real docker-registry with `auth: token:` trusting a test token server.
-fn token_registry() -> (TokenServer, Registry) {
-    let ts = TokenServer::start(
-        "berth-registry-test",
-        "berth-test-issuer",
-        vec![
-            User::new("alice", "alice-pw", &["pull", "push"]),
-            User::new("bob", "bob-pw", &["pull"]),
-        ],
-    );
-    let reg = Registry::start_with(&RegistryConfig {
-        token: Some(ts.auth()),
-        ..RegistryConfig::default()
-    });
-    (ts, reg)
-}
-
 #[test]
 fn real_registry_accepts_jwts_and_enforces_their_access() {
-    let (ts, reg) = token_registry();
+    let (ts, reg) = berth_testkit::token_registry("berth-registry-test");
     let host = reg.host();
     let alice = Client::new(test_options().insecure(&host));
     alice.set_credentials(&host, Credentials::new("alice", "alice-pw"));

@@ -18,7 +18,7 @@ pub use certs::{make_certs, make_client_cert};
 pub use docker::Dockerd;
 pub use layout::Layout;
 pub use registry::{Registry, RegistryConfig, Tls, TokenAuth};
-pub use token::{TokenServer, User};
+pub use token::{token_registry, TokenServer, User};
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {

@@ -382,6 +382,24 @@ fn handle(mut c: TcpStream, signer: &Signer, users: &[User], issued: &Mutex<Vec<
     respond(&mut c, "200 OK", body.to_string().as_bytes());
 }
 
+/// A real docker-registry with `auth: token:` trusting a token server for `service`: alice may
+/// pull and push, bob only pull.
+pub fn token_registry(service: &str) -> (TokenServer, crate::Registry) {
+    let ts = TokenServer::start(
+        service,
+        "berth-test-issuer",
+        vec![
+            User::new("alice", "alice-pw", &["pull", "push"]),
+            User::new("bob", "bob-pw", &["pull"]),
+        ],
+    );
+    let reg = crate::Registry::start_with(&crate::RegistryConfig {
+        token: Some(ts.auth()),
+        ..crate::RegistryConfig::default()
+    });
+    (ts, reg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,22 +421,4 @@ mod tests {
         );
         assert_eq!(parse_scope("nonsense"), None);
     }
-}
-
-/// A real docker-registry with `auth: token:` trusting a token server for `service`: alice may
-/// pull and push, bob only pull.
-pub fn token_registry(service: &str) -> (TokenServer, crate::Registry) {
-    let ts = TokenServer::start(
-        service,
-        "berth-test-issuer",
-        vec![
-            User::new("alice", "alice-pw", &["pull", "push"]),
-            User::new("bob", "bob-pw", &["pull"]),
-        ],
-    );
-    let reg = crate::Registry::start_with(&crate::RegistryConfig {
-        token: Some(ts.auth()),
-        ..crate::RegistryConfig::default()
-    });
-    (ts, reg)
 }

@@ -214,6 +214,14 @@ impl Cgroup {
                 init_cpuset(&d.mountpoint, &created)?;
             }
         }
+        self.create_v2()
+    }
+
+    /// Creates only the cgroup2 directory (mkdir -p), with every new level's
+    /// ancestors enabling the available controllers; what `create` does for
+    /// cgroup2. For a child cloned straight into it (CLONE_INTO_CGROUP)
+    /// before the v1 hierarchies are made.
+    pub fn create_v2(&self) -> Result<()> {
         if let Some(d) = &self.v2 {
             let mut created = Vec::new();
             fsutil::mkdir_p(&d.path, &mut created)?;

@@ -84,6 +84,62 @@ fn v2_create_join_and_hugetlb() {
     }
 }
 
+/// Every controller of a pure cgroup v2 host, applied and read back, then updated. On a hybrid
+/// host (no memory/cpu/pids/io controller on cgroup2) the same settings fail with errors naming
+/// the missing controller, tested in `v2_create_join_and_hugetlb`.
+#[test]
+fn v2_apply_and_update_read_back() {
+    let mut g = v2_guard("v2apply");
+    let full = ["memory", "cpu", "cpuset", "pids", "io"]
+        .iter()
+        .all(|c| has_controller(&g, c));
+    if !full {
+        let e = g.cg.apply(&res(r#"{"pids": {"limit": 100}}"#)).unwrap_err();
+        assert!(
+            matches!(&e, CgroupError::ControllerMissing { controller, .. } if controller == "pids"),
+            "{e}"
+        );
+        return;
+    }
+    let dir = g.cg.v2_dir().unwrap().to_owned();
+    let _pid = g.spawn_in("exec sleep 100");
+    g.cg.apply(&res(r#"{
+        "memory": {"limit": 67108864, "swap": 134217728, "reservation": 33554432},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 100},
+        "unified": {"memory.high": "60000000"}
+    }"#))
+        .unwrap();
+    assert_eq!(read(&dir, "memory.max"), "67108864");
+    // v2's swap limit is swap alone: memsw 128 MiB - memory 64 MiB.
+    assert_eq!(read(&dir, "memory.swap.max"), "67108864");
+    assert_eq!(read(&dir, "memory.low"), "33554432");
+    // unified keys are written after the spec's fields.
+    assert_eq!(read(&dir, "memory.high"), "59998208");
+    assert_eq!(read(&dir, "cpu.max"), "50000 100000");
+    // shares 512 -> weight 1 + ((512 - 2) * 9999) / 262142 = 20.
+    assert_eq!(read(&dir, "cpu.weight"), "20");
+    assert_eq!(read(&dir, "cpuset.cpus"), "0");
+    assert_eq!(read(&dir, "cpuset.mems"), "0");
+    assert_eq!(read(&dir, "pids.max"), "100");
+
+    g.cg.update(&res(
+        r#"{"memory": {"limit": 33554432, "swap": 33554432}, "cpu": {"quota": -1}, "pids": {"limit": 200}}"#,
+    ))
+    .unwrap();
+    assert_eq!(read(&dir, "memory.max"), "33554432");
+    assert_eq!(read(&dir, "memory.swap.max"), "0");
+    assert!(
+        read(&dir, "cpu.max").starts_with("max "),
+        "{}",
+        read(&dir, "cpu.max")
+    );
+    assert_eq!(read(&dir, "pids.max"), "200");
+    let st = g.cg.stats().unwrap();
+    assert!(st.memory.usage.usage > 0, "{st:?}");
+    assert_eq!(st.pids.current, 1, "{st:?}");
+}
+
 #[test]
 fn v2_freeze_thaw() {
     let mut g = v2_guard("v2frz");

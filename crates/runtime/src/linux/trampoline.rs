@@ -120,14 +120,35 @@ pub fn check(program: &CStr) -> Result<()> {
     if r == 0 {
         return Ok(());
     }
-    let e = std::io::Error::last_os_error();
+    let mut e = std::io::Error::last_os_error();
     if e.raw_os_error() == Some(libc::EINVAL) {
-        return Ok(());
+        // A kernel before 6.14: check what execve most often fails on (a missing file, a directory,
+        // no execute permission for the effective ids) by hand.
+        match precheck(program) {
+            Ok(()) => return Ok(()),
+            Err(errno) => e = std::io::Error::from_raw_os_error(errno as i32),
+        }
     }
     Err(Error::Invalid(format!(
         "exec {:?}: {e}",
         program.to_string_lossy()
     )))
+}
+
+/// The part of execve's checks that stat and faccessat can tell: the file exists, is a regular file
+/// (execve answers EACCES for anything else) and the effective ids may execute it.
+fn precheck(program: &CStr) -> std::result::Result<(), nix::errno::Errno> {
+    use nix::sys::stat::{stat, SFlag};
+    let st = stat(program)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(nix::errno::Errno::EACCES);
+    }
+    nix::unistd::faccessat(
+        nix::fcntl::AT_FDCWD,
+        program,
+        nix::unistd::AccessFlags::X_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    )
 }
 
 /// Execs `program` with `args` and `env` through the trampoline; only returns on failure. The trampoline
@@ -181,6 +202,19 @@ mod tests {
 
     /// Prints its positional arguments, an environment variable and its own command line.
     const SCRIPT: &str = r#"printf '%s\n' "$0 $1 $X $(tr '\0' ' ' < /proc/$$/cmdline)""#;
+
+    /// The by-hand check used before Linux 6.14 gives execve's own errors for its common failures.
+    #[test]
+    fn precheck_gives_execves_errors() {
+        use nix::errno::Errno;
+        assert_eq!(precheck(c"/no/such/bin"), Err(Errno::ENOENT));
+        assert_eq!(precheck(c"/"), Err(Errno::EACCES));
+        assert_eq!(precheck(c"/bin/sh"), Ok(()));
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let p = CString::new(f.path().as_os_str().as_encoded_bytes()).unwrap();
+        // Not executable by anyone: even root may not run it.
+        assert_eq!(precheck(&p), Err(Errno::EACCES));
+    }
 
     #[test]
     fn trampoline_execs_the_program_with_its_argv_and_env() {

@@ -252,9 +252,9 @@ impl Runtime {
         // itself) once we made them, with their limits, while it builds its mounts. Only a child in a new
         // user namespace, which may not write the host's cgroup files, is moved by us.
         cleanup.cgroup = Some(&cgroup);
-        if let Some(p) = cgroup.v2_path() {
-            std::fs::create_dir_all(p).ctx(|| format!("creating the cgroup {}", p.display()))?;
-        }
+        // Made with its ancestors' controllers enabled: a bare mkdir would leave a pure v2 host's
+        // new levels without memory, cpu, io or pids.
+        cgroup.create_v2()?;
         let self_join = !plan.new_user;
         let (clone_result, born_in_v2) = namespaces::clone_into_cgroup(plan.clone_flags, &cgroup)?;
         let pid = match clone_result {

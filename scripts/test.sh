@@ -19,3 +19,7 @@ cargo build --workspace --locked
 export BERTH_RUNTIME="$PWD/target/debug/berth-runtime"
 echo "== cargo test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+if [ "${BERTH_SKIP_CGROUP_V2_VM:-}" != 1 ]; then
+  echo "== the cgroup and runtime tests again, on a pure cgroup v2 host (a qemu guest)"
+  ./scripts/test-cgroup-v2.sh
+fi

@@ -6,12 +6,18 @@ use std::process::Command;
 use berth_runtime_tests::*;
 use nix::mount::{umount2, MntFlags};
 
+/// podman keeps one host-wide lock table (/dev/shm/libpod_lock) whatever its --root; two first
+/// runs at once on a fresh host race to create it ("file exists"), so the tests take turns.
+static PODMAN_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Private podman state (root, runroot, tmpdir, volumes, network config) in one temp dir;
 /// everything podman mounted under it is unmounted and the dir removed on drop.
 struct PodmanEnv {
     dir: tempfile::TempDir,
     cgroup_parent: String,
     _cg: CgroupCleanup,
+    // Last: released after the clean-up above.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl PodmanEnv {
@@ -25,10 +31,12 @@ impl PodmanEnv {
         }
         let cgroup_parent = format!("berth-rt-test-{}", unique_id("podman"));
         let cg = CgroupCleanup::new(&cgroup_parent);
+        let turn = PODMAN_TURN.lock().unwrap_or_else(|e| e.into_inner());
         PodmanEnv {
             dir,
             cgroup_parent,
             _cg: cg,
+            _turn: turn,
         }
     }
 

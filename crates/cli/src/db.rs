@@ -18,7 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 /// Bumped whenever a table is added or changed (tables: images, tags, image_layers, layers, and
 /// the engine's containers; 2: volumes and container_volumes; 3: networks, network_addresses,
 /// published_ports; 4: pods).
-const SCHEMA_VERSION: i32 = 4;
+const SCHEMA_VERSION: i32 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS images (
@@ -116,6 +116,8 @@ impl Db {
                 .with_context(|| format!("creating the schema in {}", path.display()))?;
             conn.execute_batch(crate::container::record::SCHEMA)
                 .with_context(|| format!("creating the schema in {}", path.display()))?;
+            crate::container::record::migrate(&conn)
+                .with_context(|| format!("upgrading the schema in {}", path.display()))?;
             conn.execute_batch(crate::container::volume::SCHEMA)
                 .with_context(|| format!("creating the schema in {}", path.display()))?;
             conn.execute_batch(crate::networks::SCHEMA)
@@ -334,4 +336,54 @@ pub fn sweep(tx: &Transaction<'_>) -> Result<(Vec<String>, Vec<String>)> {
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok((blobs, diffs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made by the schema before `oom_killed` (version 4) gains the column, keeps
+    /// its rows, and records the new version.
+    #[test]
+    fn a_version_4_database_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(&crate::container::record::SCHEMA.replace(
+                ",\n    oom_killed INTEGER NOT NULL DEFAULT 0 -- the memory cgroup counted an OOM kill in the last run",
+                "",
+            ))
+            .unwrap();
+            let cols: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('containers') WHERE name = 'oom_killed'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(cols, 0, "the old schema must lack the column");
+            conn.execute_batch(
+                "INSERT INTO images (id, manifest_digest, manifest_media_type, size, added) VALUES ('i', 'd', 'm', 0, 0);
+                 INSERT INTO containers (id, name, image_id, image_name, created_ns, settings, state)
+                 VALUES ('c', 'n', 'i', 'img', 0, '{}', 'exited');",
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 4).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let (n, oom): (String, bool) = db
+            .conn()
+            .query_row("SELECT name, oom_killed FROM containers", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((n.as_str(), oom), ("n", false));
+        let v: i32 = db
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
 }

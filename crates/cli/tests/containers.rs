@@ -44,6 +44,40 @@ fn run_in_the_foreground_gives_output_streams_and_exit_code() {
     e.assert_clean();
 }
 
+/// docker's State.OOMKilled: true when the kernel's OOM killer killed a process of the container
+/// (the memory cgroup's count, read before the cgroup is removed), false otherwise, and reset
+/// by the next start.
+#[test]
+fn an_oom_kill_is_reported_by_inspect() {
+    let e = Engine::new();
+    // dd's 64 MiB block buffer cannot fit in 16 MiB (32 MiB with swap): dd is killed, sh goes on.
+    let out = e.ok(&[
+        "run",
+        "--name",
+        "oom",
+        "--memory",
+        "16m",
+        "bb",
+        "sh",
+        "-c",
+        // Only the first run: the second finds /ran (the container's files are kept).
+        "[ -e /ran ] && exit 0; touch /ran; dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo rc=$?",
+    ]);
+    assert_eq!(out, "rc=137\n");
+    assert_eq!(e.inspect("oom")["State"]["OOMKilled"], true);
+    assert_eq!(e.inspect("oom")["State"]["ExitCode"], 0);
+    e.ok(&["run", "--name", "fine", "--memory", "16m", "bb", "true"]);
+    assert_eq!(e.inspect("fine")["State"]["OOMKilled"], false);
+    // A new run of the same container starts from a clean count (a new cgroup).
+    e.ok(&["start", "-a", "oom"]);
+    e.wait_until("oom to exit", || {
+        e.inspect("oom")["State"]["Status"] == "exited"
+    });
+    assert_eq!(e.inspect("oom")["State"]["OOMKilled"], false);
+    e.ok(&["rm", "oom", "fine"]);
+    e.assert_clean();
+}
+
 #[test]
 fn detached_container_lifecycle() {
     let e = Engine::new();

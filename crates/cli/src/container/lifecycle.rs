@@ -278,6 +278,7 @@ pub fn create(
         started_ns: None,
         finished_ns: None,
         restart_count: 0,
+        oom_killed: false,
     };
     let dir = paths.container_dir(&c.id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -702,12 +703,31 @@ fn runtime_delete(paths: &Paths, c: &Container) {
     }
 }
 
+/// Whether the kernel's OOM killer killed a process of the container (its memory cgroup's
+/// `oom_kill` count, v1 or v2), as docker's `State.OOMKilled`. Unknown counts as no.
+fn oom_kill_seen(paths: &Paths, c: &Container) -> bool {
+    let Ok(data) = std::fs::read(paths.container_dir(&c.id).join("config.json")) else {
+        return false;
+    };
+    let Ok(config) = serde_json::from_slice::<serde_json::Value>(&data) else {
+        return false;
+    };
+    let Some(cgroups_path) = config["linux"]["cgroupsPath"].as_str() else {
+        return false;
+    };
+    berth_cgroups::Cgroup::new(Some(std::path::Path::new(cgroups_path)), &c.id)
+        .and_then(|cg| cg.oom_kill_count())
+        .is_ok_and(|n| n > 0)
+}
+
 fn cleanup_locked(
     store: &mut Store,
     paths: &Paths,
     c: &Container,
     exit: Option<ExitRecord>,
 ) -> Result<()> {
+    // Read before the runtime's delete removes the cgroup.
+    let oom_killed = c.state == "running" && oom_kill_seen(paths, c);
     // The runtime's delete (cgroup removal) and the unmount are independent: side by side.
     std::thread::scope(|t| {
         t.spawn(|| runtime_delete(paths, c));
@@ -723,6 +743,7 @@ fn cleanup_locked(
             &c.id,
             exit.map(|e| e.code),
             exit.map_or_else(berth_monitor::logfile::now_ns, |e| e.finished_ns),
+            oom_killed,
         )?;
         tx.commit()?;
     }

@@ -268,7 +268,7 @@ pub fn inspect_value(paths: &Paths, c: &Container) -> Value {
             "Running": st.is_running(),
             "Paused": false,
             "Restarting": false,
-            "OOMKilled": false,
+            "OOMKilled": c.oom_killed,
             "Dead": false,
             "Pid": c.live_pid().unwrap_or(0),
             "ExitCode": match st { Status::Exited(c) => c.unwrap_or(-1), _ => 0 },

@@ -28,9 +28,25 @@ CREATE TABLE IF NOT EXISTS containers (
     boot_id TEXT,                     -- the boot the pids belong to
     exit_code INTEGER,
     started_ns INTEGER, finished_ns INTEGER,
-    restart_count INTEGER NOT NULL DEFAULT 0
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    oom_killed INTEGER NOT NULL DEFAULT 0 -- the memory cgroup counted an OOM kill in the last run
 );
 ";
+
+/// Brings a containers table made by an older schema up to this one (columns added since).
+pub fn migrate(conn: &rusqlite::Connection) -> Result<()> {
+    let has_oom: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('containers') WHERE name = 'oom_killed'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_oom {
+        conn.execute_batch(
+            "ALTER TABLE containers ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
+}
 
 /// One container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +67,7 @@ pub struct Container {
     pub started_ns: Option<i64>,
     pub finished_ns: Option<i64>,
     pub restart_count: i64,
+    pub oom_killed: bool,
 }
 
 /// What a container is doing now.
@@ -136,7 +153,7 @@ impl Container {
 }
 
 const COLUMNS: &str = "id, name, image_id, image_name, created_ns, settings, state, pid, pid_start,
-    monitor_pid, monitor_start, boot_id, exit_code, started_ns, finished_ns, restart_count";
+    monitor_pid, monitor_start, boot_id, exit_code, started_ns, finished_ns, restart_count, oom_killed";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(Container, String)> {
     let settings: String = r.get(5)?;
@@ -158,6 +175,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Container, String)> {
             started_ns: r.get(13)?,
             finished_ns: r.get(14)?,
             restart_count: r.get(15)?,
+            oom_killed: r.get(16)?,
         },
         settings,
     ))
@@ -262,8 +280,8 @@ pub fn set_running(
     let start = |p: i32| berth_runtime::state::proc_stat(p).map(|(s, _)| s as i64);
     tx.execute(
         "UPDATE containers SET state = 'running', pid = ?2, pid_start = ?3, monitor_pid = ?4,
-         monitor_start = ?5, boot_id = ?6, exit_code = NULL, started_ns = ?7, finished_ns = NULL
-         WHERE id = ?1",
+         monitor_start = ?5, boot_id = ?6, exit_code = NULL, started_ns = ?7, finished_ns = NULL,
+         oom_killed = 0 WHERE id = ?1",
         params![
             id,
             pid,
@@ -283,10 +301,12 @@ pub fn set_exited(
     id: &str,
     code: Option<i32>,
     finished_ns: i64,
+    oom_killed: bool,
 ) -> Result<()> {
     tx.execute(
-        "UPDATE containers SET state = 'exited', exit_code = ?2, finished_ns = ?3 WHERE id = ?1",
-        params![id, code, finished_ns],
+        "UPDATE containers SET state = 'exited', exit_code = ?2, finished_ns = ?3, oom_killed = ?4
+         WHERE id = ?1",
+        params![id, code, finished_ns, oom_killed],
     )?;
     Ok(())
 }

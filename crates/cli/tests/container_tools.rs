@@ -389,6 +389,61 @@ fn cp_into_and_out_of_a_running_container() {
     e.fails(&["cp", "c1:/tmp/hello.txt", "c1:/tmp/x"]);
 }
 
+/// In a running container, cp sees what the container sees: a named volume and a bind mount
+/// are copied into (landing in the volume / the host directory) and out of; a read-only bind
+/// refuses the write with a clear error and keeps the file unchanged.
+#[test]
+fn cp_reaches_a_running_containers_volumes_and_binds() {
+    let e = Env::new();
+    let bind = e.host("bind");
+    std::fs::create_dir(&bind).unwrap();
+    let ro = e.host("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::write(ro.join("keep"), b"original\n").unwrap();
+    let vol = format!("cpvol{}", std::process::id());
+    e.run_d(
+        "cv",
+        &[
+            "-v",
+            &format!("{vol}:/data"),
+            "-v",
+            &format!("{}:/bind", bind.display()),
+            "-v",
+            &format!("{}:/ro:ro", ro.display()),
+        ],
+        &["sleep", "1000"],
+    );
+    let f = e.host("note.txt");
+    std::fs::write(&f, b"into the volume\n").unwrap();
+    e.ok(&["cp", f.to_str().unwrap(), "cv:/data/note.txt"]);
+    assert_eq!(
+        e.exec("cv", &["cat", "/data/note.txt"]),
+        "into the volume\n"
+    );
+    e.ok(&["cp", f.to_str().unwrap(), "cv:/bind/"]);
+    assert_eq!(
+        std::fs::read(bind.join("note.txt")).unwrap(),
+        b"into the volume\n"
+    );
+    // Out of the volume, as written by the container itself.
+    e.exec("cv", &["sh", "-c", "echo made inside > /data/inside.txt"]);
+    let out = e.host("inside.txt");
+    e.ok(&["cp", "cv:/data/inside.txt", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"made inside\n");
+    let err = e.fails(&["cp", f.to_str().unwrap(), "cv:/ro/keep"]);
+    assert!(err.to_lowercase().contains("read-only"), "{err}");
+    assert_eq!(std::fs::read(ro.join("keep")).unwrap(), b"original\n");
+    e.ok(&["rm", "-f", "cv"]);
+    let mp = e.ok(&["volume", "inspect", &vol]);
+    let v: serde_json::Value = serde_json::from_str(&mp).unwrap();
+    let dir = v[0]["Mountpoint"].as_str().unwrap().to_owned();
+    assert_eq!(
+        std::fs::read(Path::new(&dir).join("note.txt")).unwrap(),
+        b"into the volume\n"
+    );
+    e.ok(&["volume", "rm", &vol]);
+}
+
 #[test]
 fn cp_with_stopped_and_created_containers() {
     let e = Env::new();

@@ -1,8 +1,10 @@
 //! `cp`: copying files and directories into and out of a container's root filesystem, or a tar
 //! stream of them on stdin/stdout (`-`), with docker's rules for where things land.
 //!
-//! The root filesystem is the container's snapshot (`<container dir>/snapshot/merged`): mounted
-//! while it runs, mounted here for the copy (under the container's lock) while it is stopped.
+//! The root filesystem of a running container is what its init sees (`/proc/<pid>/root`, so its
+//! volumes and bind mounts are copied into and out of, as docker does); of a stopped one, the
+//! snapshot (`<container dir>/snapshot/merged`) mounted here for the copy (under the container's
+//! lock), without its volumes.
 //!
 //! Security: the container's files are the container's to shape, so nothing in them may lead a
 //! copy outside the root filesystem. Every path given inside the container is resolved with
@@ -926,6 +928,29 @@ fn open_merged(paths: &Paths, c: &Container) -> Result<OwnedFd> {
     })
 }
 
+/// A running container's root as its own processes see it, volumes and bind mounts included:
+/// `/proc/<init>/root`, walked from there in the container's mount namespace. `None` when the
+/// init is gone (or its pid was reused: the start time must still match).
+fn open_live_root(c: &Container) -> Option<OwnedFd> {
+    let pid = c.live_pid()?;
+    let fd = nix::fcntl::open(
+        format!("/proc/{pid}/root").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let start = berth_runtime::state::proc_stat(pid).map(|(s, _)| s)?;
+    (Some(start) == c.pid_start).then_some(fd)
+}
+
+/// The running container's root: its live view, else the snapshot's mount.
+fn open_running(paths: &Paths, c: &Container) -> Result<OwnedFd> {
+    match open_live_root(c) {
+        Some(fd) => Ok(fd),
+        None => open_merged(paths, c),
+    }
+}
+
 fn is_mountpoint(p: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
@@ -954,7 +979,7 @@ fn open_rootfs<'a>(
     }
     if c.status().is_running() && rootfs_in_use(paths, c) {
         return Ok(Rootfs {
-            fd: open_merged(paths, c)?,
+            fd: open_running(paths, c)?,
             _mount: None,
         });
     }
@@ -965,7 +990,7 @@ fn open_rootfs<'a>(
         // Started meanwhile: its own mount serves (the lock is not needed for that).
         drop(lock);
         return Ok(Rootfs {
-            fd: open_merged(paths, &c)?,
+            fd: open_running(paths, &c)?,
             _mount: None,
         });
     }

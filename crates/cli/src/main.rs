@@ -107,7 +107,10 @@ enum Cmd {
     },
     /// Show an image's configuration as JSON.
     Inspect {
-        /// Images (name or id).
+        /// A Go-template-like format filled for each item, e.g. `{{.State.Status}}`.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        /// Containers or images (name or id).
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -291,11 +294,20 @@ fn run(cli: Cli) -> Result<u8> {
             let json = json_format(format.as_deref())?;
             print(&images::images(&open(&cli)?, json)?);
         }
-        Cmd::Inspect { images: names } => {
+        Cmd::Inspect {
+            format,
+            images: names,
+        } => {
             let store = open(&cli)?;
-            match container::commands::inspect_containers(&store, &paths(&cli), names)? {
+            let fmt = format.as_deref();
+            match container::commands::inspect_containers(&store, &paths(&cli), names, fmt)? {
                 Some(out) => print(&out),
-                None => print(&images::inspect(&store, names)?),
+                None if fmt.is_none() => print(&images::inspect(&store, names)?),
+                None => {
+                    let items: Vec<serde_json::Value> =
+                        serde_json::from_str(&images::inspect(&store, names)?)?;
+                    print(&container::query::inspect_output(&items, fmt)?);
+                }
             }
         }
         Cmd::History {

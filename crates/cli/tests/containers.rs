@@ -66,6 +66,29 @@ fn an_oom_kill_is_reported_by_inspect() {
     assert_eq!(out, "rc=137\n");
     assert_eq!(e.inspect("oom")["State"]["OOMKilled"], true);
     assert_eq!(e.inspect("oom")["State"]["ExitCode"], 0);
+    // docker's `inspect -f` with nested fields, one line per item (containers, then images).
+    assert_eq!(
+        e.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            "oom"
+        ]),
+        "true 0\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "container",
+            "inspect",
+            "--format",
+            "{{.Name}}",
+            "oom",
+            "oom"
+        ]),
+        "oom\noom\n"
+    );
+    let err = e.fails(&["inspect", "-f", "{{.State.Nope}}", "oom"]);
+    assert!(err.contains("Nope"), "{err}");
     e.ok(&["run", "--name", "fine", "--memory", "16m", "bb", "true"]);
     assert_eq!(e.inspect("fine")["State"]["OOMKilled"], false);
     // A new run of the same container starts from a clean count (a new cgroup).

@@ -233,6 +233,9 @@ pub enum ContainerCmd {
     },
     /// Show containers as JSON.
     Inspect {
+        /// A Go-template-like format filled for each container, e.g. `{{.State.OOMKilled}}`.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -265,6 +268,7 @@ pub fn inspect_containers(
     store: &Store,
     paths: &Paths,
     names: &[String],
+    format: Option<&str>,
 ) -> Result<Option<String>> {
     let mut out = Vec::new();
     for (i, n) in names.iter().enumerate() {
@@ -274,7 +278,7 @@ pub fn inspect_containers(
             Err(e) => return Err(e),
         }
     }
-    Ok(Some(format!("{}\n", serde_json::to_string_pretty(&out)?)))
+    query::inspect_output(&out, format).map(Some)
 }
 
 fn print(s: &str) {
@@ -469,13 +473,13 @@ pub fn dispatch(store: &mut Store, paths: &Paths, cmd: &Commands) -> Result<u8> 
             Ok(0)
         }
         Commands::Container {
-            cmd: ContainerCmd::Inspect { containers },
+            cmd: ContainerCmd::Inspect { format, containers },
         } => {
             let mut out = Vec::new();
             for n in containers {
                 out.push(query::inspect_value(paths, &resolve(store, n)?));
             }
-            print(&format!("{}\n", serde_json::to_string_pretty(&out)?));
+            print(&query::inspect_output(&out, format.as_deref())?);
             Ok(0)
         }
         Commands::Top(a)

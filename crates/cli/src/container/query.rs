@@ -116,8 +116,9 @@ fn filtered(c: &Container, filters: &[String]) -> Result<bool> {
     Ok(true)
 }
 
-/// Fills a Go-template-like `{{.Field}}` format (docker's `--format`), `\t` and `\n` escapes.
-fn render(template: &str, fields: &Value) -> Result<String> {
+/// Fills a Go-template-like `{{.Field}}` / `{{.Nested.Field}}` format (docker's `--format`),
+/// `\t` and `\n` escapes.
+pub(crate) fn render(template: &str, fields: &Value) -> Result<String> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(i) = rest.find("{{") {
@@ -133,7 +134,8 @@ fn render(template: &str, fields: &Value) -> Result<String> {
             let name = key
                 .strip_prefix('.')
                 .ok_or_else(|| anyhow!("invalid --format field {key:?}: want {{{{.Name}}}}"))?;
-            match fields.get(name) {
+            let found = name.split('.').try_fold(fields, |v, part| v.get(part));
+            match found {
                 Some(Value::String(s)) => out.push_str(s),
                 Some(Value::Null) => {}
                 Some(v) => out.push_str(&v.to_string()),
@@ -146,7 +148,18 @@ fn render(template: &str, fields: &Value) -> Result<String> {
     Ok(out.replace("\\t", "\t").replace("\\n", "\n"))
 }
 
-/// `ps`.
+/// `inspect`'s output: the JSON array, or with `--format` the template filled for each item,
+/// one line each (docker's `inspect -f`).
+pub fn inspect_output(items: &[Value], format: Option<&str>) -> Result<String> {
+    match format {
+        None => Ok(format!("{}\n", serde_json::to_string_pretty(items)?)),
+        Some(t) => items
+            .iter()
+            .map(|v| render(t, v).map(|line| line + "\n"))
+            .collect(),
+    }
+}
+
 /// The PORTS column: a container's published ports in docker's form, by container id.
 pub fn published_ports(
     conn: &rusqlite::Connection,

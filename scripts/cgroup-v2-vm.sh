@@ -91,6 +91,10 @@ for m in ${mods[*]}; do insmod /mods/\$m.ko* || echo "cgroup-v2-vm: insmod \$m f
 mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose hostroot /newroot || {
   echo "cgroup-v2-vm: cannot mount the host root over 9p"; echo "BERTH_VM_EXIT=125"; poweroff -f; }
 n=/newroot
+# A second view of the host root, for the command's directory should it lie under one of the
+# tmpfs below (a checkout in /tmp). (9p cannot mount the same tag twice.)
+mkdir -p /hostview
+mount --bind \$n /hostview
 mount -t proc proc \$n/proc
 mount -t sysfs sys \$n/sys
 mount -t cgroup2 cgroup2 \$n/sys/fs/cgroup
@@ -101,12 +105,10 @@ mount -t devpts -o newinstance,ptmxmode=0666 devpts \$n/dev/pts
 mount -t tmpfs shm \$n/dev/shm
 mount -t mqueue mqueue \$n/dev/mqueue
 for d in tmp run var/tmp var/lib/containers root; do mount -t tmpfs -o mode=1777 tmpfs \$n/\$d; done
-mkdir -p \$n/run/berth-vm/host
+mkdir -p \$n/run/berth-vm
 cp /cmd.sh \$n/run/berth-vm/cmd.sh
-# The command's directory stays visible even under one of those tmpfs (a checkout in /tmp).
-mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose hostroot \$n/run/berth-vm/host
 mkdir -p \$n$cwd_q
-mount --bind \$n/run/berth-vm/host$cwd_q \$n$cwd_q
+mount --bind /hostview$cwd_q \$n$cwd_q
 hostname berth-v2-guest
 exec switch_root \$n /bin/busybox sh -c '
   /bin/busybox ip link set lo up

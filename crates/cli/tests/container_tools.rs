@@ -433,6 +433,27 @@ fn cp_reaches_a_running_containers_volumes_and_binds() {
     let err = e.fails(&["cp", f.to_str().unwrap(), "cv:/ro/keep"]);
     assert!(err.to_lowercase().contains("read-only"), "{err}");
     assert_eq!(std::fs::read(ro.join("keep")).unwrap(), b"original\n");
+
+    // Stopped: the volumes are bound over the root for the copy, then unbound with it.
+    e.ok(&["kill", "cv"]);
+    e.wait_until("cv to exit", || {
+        e.inspect("cv")["State"]["Status"] == "exited"
+    });
+    let g = e.host("stopped.txt");
+    std::fs::write(&g, b"while stopped\n").unwrap();
+    e.ok(&["cp", g.to_str().unwrap(), "cv:/data/"]);
+    e.ok(&["cp", g.to_str().unwrap(), "cv:/bind/"]);
+    assert_eq!(
+        std::fs::read(bind.join("stopped.txt")).unwrap(),
+        b"while stopped\n"
+    );
+    let out2 = e.host("inside2.txt");
+    e.ok(&["cp", "cv:/data/inside.txt", out2.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out2).unwrap(), b"made inside\n");
+    let err = e.fails(&["cp", g.to_str().unwrap(), "cv:/ro/keep"]);
+    assert!(err.to_lowercase().contains("read-only"), "{err}");
+    assert_eq!(std::fs::read(ro.join("keep")).unwrap(), b"original\n");
+    assert!(e.mounts().is_empty(), "{:?}", e.mounts());
     e.ok(&["rm", "-f", "cv"]);
     let mp = e.ok(&["volume", "inspect", &vol]);
     let v: serde_json::Value = serde_json::from_str(&mp).unwrap();
@@ -440,6 +461,10 @@ fn cp_reaches_a_running_containers_volumes_and_binds() {
     assert_eq!(
         std::fs::read(Path::new(&dir).join("note.txt")).unwrap(),
         b"into the volume\n"
+    );
+    assert_eq!(
+        std::fs::read(Path::new(&dir).join("stopped.txt")).unwrap(),
+        b"while stopped\n"
     );
     e.ok(&["volume", "rm", &vol]);
 }

@@ -4,7 +4,7 @@
 //! The root filesystem of a running container is what its init sees (`/proc/<pid>/root`, so its
 //! volumes and bind mounts are copied into and out of, as docker does); of a stopped one, the
 //! snapshot (`<container dir>/snapshot/merged`) mounted here for the copy (under the container's
-//! lock), without its volumes.
+//! lock) with its volumes and bind mounts bound over it at their destinations.
 //!
 //! Security: the container's files are the container's to shape, so nothing in them may lead a
 //! copy outside the root filesystem. Every path given inside the container is resolved with
@@ -18,7 +18,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -892,17 +892,104 @@ fn untar_into(
 
 // ---- the container's root filesystem ------------------------------------------------------------
 
-/// Unmounts a root filesystem mounted for a copy (the container's lock is held until then).
+/// Unmounts a root filesystem mounted for a copy, and the volumes bound into it, last first (the
+/// container's lock is held until then).
 struct TempMount<'a> {
     paths: &'a Paths,
     id: String,
+    volumes: Vec<PathBuf>,
     _lock: nix::fcntl::Flock<File>,
 }
 
 impl Drop for TempMount<'_> {
     fn drop(&mut self) {
+        for m in self.volumes.iter().rev() {
+            let _ = nix::mount::umount2(
+                m,
+                nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
+            );
+        }
         lifecycle::unmount_rootfs(self.paths, &self.id);
     }
+}
+
+/// The bind mounts of a container's config.json (its volumes, `-v` binds, the generated /etc
+/// files): (host source, destination, read-only).
+fn bind_mounts(paths: &Paths, c: &Container) -> Result<Vec<(PathBuf, PathBuf, bool)>> {
+    let data = match std::fs::read(paths.container_dir(&c.id).join("config.json")) {
+        Ok(d) => d,
+        // Never started: its config (and its mounts) are made at the first start.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading the config.json of {}", c.name)),
+    };
+    let config: serde_json::Value = serde_json::from_slice(&data)
+        .with_context(|| format!("parsing the config.json of {}", c.name))?;
+    let mut out = Vec::new();
+    for m in config["mounts"].as_array().into_iter().flatten() {
+        let opts: Vec<&str> = m["options"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.as_str())
+            .collect();
+        let is_bind = m["type"] == "bind" || opts.iter().any(|o| *o == "bind" || *o == "rbind");
+        if let (true, Some(src), Some(dst)) =
+            (is_bind, m["source"].as_str(), m["destination"].as_str())
+        {
+            out.push((src.into(), dst.into(), opts.contains(&"ro")));
+        }
+    }
+    Ok(out)
+}
+
+/// Binds a stopped container's volumes and bind mounts over its root filesystem for a copy, at
+/// their destinations resolved inside that root (a destination the image lacks is skipped: the
+/// runtime makes it at start). Returns the host paths mounted on, in order.
+fn mount_volumes(root: BorrowedFd, paths: &Paths, c: &Container) -> Result<Vec<PathBuf>> {
+    use nix::mount::{mount, MsFlags};
+    let mut done = Vec::new();
+    for (src, dst, ro) in bind_mounts(paths, c)? {
+        if !src.exists() {
+            // A file the engine generates at each start (/etc/hostname and the like), not there now.
+            continue;
+        }
+        let target = match secure_path::open(root, &dst, OFlag::O_PATH | OFlag::O_CLOEXEC) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(e).with_context(|| format!("resolving {}", dst.display())),
+        };
+        // The target as a host path (for the remount and the unmount; the container is stopped
+        // and locked, so nothing moves it meanwhile) and through its descriptor for the mount.
+        let fd_path = format!("/proc/self/fd/{}", target.as_raw_fd());
+        let host = std::fs::read_link(&fd_path)
+            .with_context(|| format!("locating {} in the root filesystem", dst.display()))?;
+        mount(
+            Some(&src),
+            fd_path.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .with_context(|| {
+            format!(
+                "binding {} to {} for the copy",
+                src.display(),
+                dst.display()
+            )
+        })?;
+        done.push(host.clone());
+        if ro {
+            mount(
+                None::<&str>,
+                &host,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .with_context(|| format!("making {} read-only for the copy", dst.display()))?;
+        }
+    }
+    Ok(done)
 }
 
 /// A descriptor of a container's root filesystem (field order: the descriptor is closed before
@@ -995,13 +1082,16 @@ fn open_rootfs<'a>(
         });
     }
     lifecycle::mount_rootfs(store, paths, &c)?;
-    let guard = TempMount {
+    let mut guard = TempMount {
         paths,
         id: c.id.clone(),
+        volumes: Vec::new(),
         _lock: lock,
     };
+    let fd = open_merged(paths, &c)?;
+    guard.volumes = mount_volumes(fd.as_fd(), paths, &c)?;
     Ok(Rootfs {
-        fd: open_merged(paths, &c)?,
+        fd,
         _mount: Some(guard),
     })
 }

@@ -704,18 +704,26 @@ fn runtime_delete(paths: &Paths, c: &Container) {
 }
 
 /// Whether the kernel's OOM killer killed a process of the container (its memory cgroup's
-/// `oom_kill` count, v1 or v2), as docker's `State.OOMKilled`. Unknown counts as no.
-fn oom_kill_seen(paths: &Paths, c: &Container) -> bool {
-    let Ok(data) = std::fs::read(paths.container_dir(&c.id).join("config.json")) else {
-        return false;
+/// `oom_kill` count, v1 or v2), as docker's `State.OOMKilled`. Unknown counts as no. On the
+/// critical path of every foreground `run --rm`: the usual mount points are read directly, and
+/// only a host with its cgroups elsewhere pays for resolving them from mountinfo.
+fn oom_kill_seen(c: &Container) -> bool {
+    let path = super::spec::cgroups_path(&c.id);
+    let rel = path.trim_start_matches('/');
+    let count = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
     };
-    let Ok(config) = serde_json::from_slice::<serde_json::Value>(&data) else {
-        return false;
-    };
-    let Some(cgroups_path) = config["linux"]["cgroupsPath"].as_str() else {
-        return false;
-    };
-    berth_cgroups::Cgroup::new(Some(std::path::Path::new(cgroups_path)), &c.id)
+    for file in [
+        format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
+        format!("/sys/fs/cgroup/{rel}/memory.events"),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            return count(&text).is_some_and(|n| n > 0);
+        }
+    }
+    berth_cgroups::Cgroup::new(Some(std::path::Path::new(&path)), &c.id)
         .and_then(|cg| cg.oom_kill_count())
         .is_ok_and(|n| n > 0)
 }
@@ -727,7 +735,7 @@ fn cleanup_locked(
     exit: Option<ExitRecord>,
 ) -> Result<()> {
     // Read before the runtime's delete removes the cgroup.
-    let oom_killed = c.state == "running" && oom_kill_seen(paths, c);
+    let oom_killed = c.state == "running" && oom_kill_seen(c);
     // The runtime's delete (cgroup removal) and the unmount are independent: side by side.
     std::thread::scope(|t| {
         t.spawn(|| runtime_delete(paths, c));

@@ -406,7 +406,7 @@ pub fn build(s: &Settings, inp: &SpecInputs<'_>) -> Result<Value> {
     let mut linux = json!({
         "namespaces": namespaces,
         "resources": resources,
-        "cgroupsPath": format!("/berth/{}", inp.id),
+        "cgroupsPath": cgroups_path(inp.id),
         "devices": devices,
         "sysctl": s.sysctls,
     });
@@ -432,6 +432,11 @@ pub fn build(s: &Settings, inp: &SpecInputs<'_>) -> Result<Value> {
         "linux": linux,
         "annotations": s.labels,
     }))
+}
+
+/// The container's cgroup, below the cgroup root of each hierarchy.
+pub fn cgroups_path(id: &str) -> String {
+    format!("/berth/{id}")
 }
 
 #[cfg(test)]

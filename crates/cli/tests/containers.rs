@@ -464,6 +464,9 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
         let err = e.fails_with(125, args);
         assert!(err.contains(want), "berth {args:?}: {err}");
         e.assert_clean();
+        // The monitor is started before the bundle is prepared (-u fails then): it must be gone.
+        let left = common::engine::processes_under(e.b.runroot.path());
+        assert!(left.is_empty(), "berth {args:?} left {left:?}");
     }
     // A command that is missing or not runnable: 127 / 126, and nothing left behind.
     let err = e.fails_with(127, &["run", "--rm", "bb", "/no/such/binary"]);

@@ -27,6 +27,11 @@ pub const SIGNAL: u8 = 8;
 /// so the monitor just ends instead of exec'ing the clean-up command.
 pub const CLEANED: u8 = 9;
 
+/// Starter to monitor, first: `monitor.json` and the bundle are written, go on. The starter spawns
+/// the monitor before it prepares them, so that the monitor's start-up overlaps that work; a
+/// starter that fails meanwhile closes its socket instead, and the monitor ends without a word.
+pub const GO: u8 = 10;
+
 /// Largest payload accepted from a peer.
 pub const MAX_PAYLOAD: usize = 1 << 20;
 

@@ -1,5 +1,6 @@
 //! `berth-monitor RUN_DIR`: watches one container. Started by `berth` (detached, in its own session)
-//! with `RUN_DIR/monitor.json` written and fd 3 a unix socket back to its starter.
+//! with fd 3 a unix socket back to its starter, which sends `GO` once `RUN_DIR/monitor.json` is
+//! written (the monitor starts up meanwhile; EOF instead of `GO`: the start failed, it just ends).
 //!
 //! 1. Becomes a child subreaper, so the container's init (forked by the runtime, which then exits)
 //!    becomes its child and its exit status comes here.
@@ -85,7 +86,19 @@ struct Client {
     dec: Decoder,
 }
 
-fn run(dir: &Path, starter: UnixStream) -> Res<()> {
+fn run(dir: &Path, mut starter: UnixStream) -> Res<()> {
+    // Started early: wait until the starter has written our config (or gave up: EOF).
+    match frame::read_frame(&mut starter) {
+        Ok(Some(f)) if f.kind == frame::GO => {}
+        Ok(None) => return Ok(()),
+        Ok(Some(f)) => {
+            return Err(format!(
+                "expected GO from the starter, got frame kind {}",
+                f.kind
+            ))
+        }
+        Err(e) => return Err(format!("waiting for the starter: {e}")),
+    }
     let cfg = MonitorConfig::load(dir).map_err(err("reading monitor.json"))?;
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };

@@ -7,7 +7,7 @@
 //! mount, no cgroup (the runtime undoes its own half-made container).
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -408,16 +408,64 @@ pub fn start(store: &mut Store, paths: &Paths, c: &Container) -> Result<Option<S
 }
 
 fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Started> {
-    let dir = paths.container_dir(&c.id);
-    let rootfs = mount_rootfs(store, paths, c)?;
-    super::volume::prepare(store.db.conn(), paths, c, &rootfs)?;
     // The run dir (on the runroot, a tmpfs normally) holds what lives only while the container
     // runs: the monitor's files and the generated /etc files.
     let run_dir = paths.run_dir(&c.id);
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let monitor = helper_binary("berth-monitor", "BERTH_MONITOR").ok_or_else(|| {
+        anyhow!("berth-monitor was not found next to the berth binary (set BERTH_MONITOR)")
+    })?;
+    // The monitor starts up (exec, loading) while we mount and write its bundle; it waits for GO.
+    let mut sock = spawn_monitor(&monitor, &run_dir)?;
+    if let Err(e) = prepare_bundle(store, paths, c, &run_dir) {
+        // No GO: the monitor sees EOF and ends; wait for that (its end of the socket closes
+        // with it), so that nothing of this start outlives the command.
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 256];
+        while matches!(sock.read(&mut sink), Ok(n) if n > 0) {}
+        return Err(e);
+    }
+    sock.write_all(&frame::encode(frame::GO, &[]))
+        .context("starting the monitor")?;
+    let f = frame::read_frame(&mut sock)
+        .context("waiting for the monitor")?
+        .ok_or_else(|| {
+            let log = std::fs::read_to_string(run_dir.join("monitor.log")).unwrap_or_default();
+            anyhow!(
+                "the monitor ended before the container started: {}",
+                log.trim()
+            )
+        })?;
+    match f.kind {
+        frame::STARTED => {
+            let pid = f.int().unwrap_or(0);
+            let mpid = f
+                .payload
+                .get(4..8)
+                .and_then(|b| b.try_into().ok())
+                .map(i32::from_be_bytes)
+                .unwrap_or(0);
+            let tx = store.db.write()?;
+            record::set_running(&tx, &c.id, pid, mpid, berth_monitor::logfile::now_ns())?;
+            tx.commit()?;
+            Ok(Started { sock })
+        }
+        frame::ERROR => Err(super::start_failure(
+            String::from_utf8_lossy(&f.payload).into_owned(),
+        )),
+        k => bail!("monitor protocol error: frame kind {k} before start"),
+    }
+}
+
+/// Mounts the container's root, prepares its volumes and network, and writes its bundle
+/// (config.json, the /etc files) and the monitor's config into `run_dir`.
+fn prepare_bundle(store: &mut Store, paths: &Paths, c: &Container, run_dir: &Path) -> Result<()> {
+    let dir = paths.container_dir(&c.id);
+    let rootfs = mount_rootfs(store, paths, c)?;
+    super::volume::prepare(store.db.conn(), paths, c, &rootfs)?;
     let net = super::network::setup(store, paths, c)?;
-    spec::write_etc_files(&run_dir, &c.settings, &net)?;
+    spec::write_etc_files(run_dir, &c.settings, &net)?;
     let cgroup_v2 = matches!(
         berth_cgroups::detect_layout(),
         Ok(berth_cgroups::Layout::Unified)
@@ -429,7 +477,7 @@ fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Start
         &spec::SpecInputs {
             id: &c.id,
             rootfs: &rootfs,
-            dir: &run_dir,
+            dir: run_dir,
             init_binary: init.as_deref(),
             cgroup_v2,
             netns: net.netns.as_deref(),
@@ -459,39 +507,8 @@ fn start_locked(store: &mut Store, paths: &Paths, c: &Container) -> Result<Start
             c.id.clone(),
         ],
     };
-    mcfg.save(&run_dir).context("writing monitor.json")?;
-    let monitor = helper_binary("berth-monitor", "BERTH_MONITOR").ok_or_else(|| {
-        anyhow!("berth-monitor was not found next to the berth binary (set BERTH_MONITOR)")
-    })?;
-    let mut sock = spawn_monitor(&monitor, &run_dir)?;
-    let f = frame::read_frame(&mut sock)
-        .context("waiting for the monitor")?
-        .ok_or_else(|| {
-            let log = std::fs::read_to_string(run_dir.join("monitor.log")).unwrap_or_default();
-            anyhow!(
-                "the monitor ended before the container started: {}",
-                log.trim()
-            )
-        })?;
-    match f.kind {
-        frame::STARTED => {
-            let pid = f.int().unwrap_or(0);
-            let mpid = f
-                .payload
-                .get(4..8)
-                .and_then(|b| b.try_into().ok())
-                .map(i32::from_be_bytes)
-                .unwrap_or(0);
-            let tx = store.db.write()?;
-            record::set_running(&tx, &c.id, pid, mpid, berth_monitor::logfile::now_ns())?;
-            tx.commit()?;
-            Ok(Started { sock })
-        }
-        frame::ERROR => Err(super::start_failure(
-            String::from_utf8_lossy(&f.payload).into_owned(),
-        )),
-        k => bail!("monitor protocol error: frame kind {k} before start"),
-    }
+    mcfg.save(run_dir).context("writing monitor.json")?;
+    Ok(())
 }
 
 /// Starts `berth-monitor RUN_DIR` in a session of its own with one end of a socket pair as its

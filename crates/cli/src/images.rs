@@ -81,7 +81,7 @@ pub fn images(store: &Store, json_out: bool) -> Result<String> {
 }
 
 /// `berth inspect IMAGE...`: a JSON array like podman's.
-pub fn inspect(store: &Store, names: &[String]) -> Result<String> {
+pub fn inspect(store: &Store, names: &[String]) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for n in names {
         let img = store.resolve(n)?;
@@ -124,7 +124,7 @@ pub fn inspect(store: &Store, names: &[String]) -> Result<String> {
             "History": cfg.history,
         }));
     }
-    Ok(serde_json::to_string_pretty(&out)? + "\n")
+    Ok(out)
 }
 
 /// One row of `berth history`: a history entry of the image config, with the layer it made.

@@ -302,12 +302,10 @@ fn run(cli: Cli) -> Result<u8> {
             let fmt = format.as_deref();
             match container::commands::inspect_containers(&store, &paths(&cli), names, fmt)? {
                 Some(out) => print(&out),
-                None if fmt.is_none() => print(&images::inspect(&store, names)?),
-                None => {
-                    let items: Vec<serde_json::Value> =
-                        serde_json::from_str(&images::inspect(&store, names)?)?;
-                    print(&container::query::inspect_output(&items, fmt)?);
-                }
+                None => print(&container::query::inspect_output(
+                    &images::inspect(&store, names)?,
+                    fmt,
+                )?),
             }
         }
         Cmd::History {

@@ -944,10 +944,15 @@ fn bind_mounts(paths: &Paths, c: &Container) -> Result<Vec<(PathBuf, PathBuf, bo
 
 /// Binds a stopped container's volumes and bind mounts over its root filesystem for a copy, at
 /// their destinations resolved inside that root (a destination the image lacks is skipped: the
-/// runtime makes it at start). Returns the host paths mounted on, in order.
-fn mount_volumes(root: BorrowedFd, paths: &Paths, c: &Container) -> Result<Vec<PathBuf>> {
+/// runtime makes it at start). Each host path mounted on is pushed to `done` as soon as it is
+/// mounted, so that a failure half-way leaves the caller able to undo what was made.
+fn mount_volumes(
+    root: BorrowedFd,
+    paths: &Paths,
+    c: &Container,
+    done: &mut Vec<PathBuf>,
+) -> Result<()> {
     use nix::mount::{mount, MsFlags};
-    let mut done = Vec::new();
     for (src, dst, ro) in bind_mounts(paths, c)? {
         if !src.exists() {
             // A file the engine generates at each start (/etc/hostname and the like), not there now.
@@ -989,7 +994,7 @@ fn mount_volumes(root: BorrowedFd, paths: &Paths, c: &Container) -> Result<Vec<P
             .with_context(|| format!("making {} read-only for the copy", dst.display()))?;
         }
     }
-    Ok(done)
+    Ok(())
 }
 
 /// A descriptor of a container's root filesystem (field order: the descriptor is closed before
@@ -1089,7 +1094,7 @@ fn open_rootfs<'a>(
         _lock: lock,
     };
     let fd = open_merged(paths, &c)?;
-    guard.volumes = mount_volumes(fd.as_fd(), paths, &c)?;
+    mount_volumes(fd.as_fd(), paths, &c, &mut guard.volumes)?;
     Ok(Rootfs {
         fd,
         _mount: Some(guard),

@@ -445,6 +445,30 @@ impl Cgroup {
     }
 }
 
+/// How many times the OOM killer killed a process in the cgroup at `cgroups_path` (absolute, as
+/// the spec's cgroupsPath), like [`Cgroup::oom_kill_count`] but without reading mountinfo first
+/// when the memory controller is at its usual place (`/sys/fs/cgroup/memory` on v1 and hybrid
+/// hosts, `/sys/fs/cgroup` on a pure v2 host): for callers on a hot path, such as a container's
+/// clean-up. Elsewhere it resolves the hierarchy as [`Cgroup::new`] does.
+pub fn oom_kill_count_at(cgroups_path: &Path, id: &str) -> Result<u64> {
+    let rel = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
+    for (dir, file) in [
+        (
+            Path::new("/sys/fs/cgroup/memory").join(rel),
+            "memory.oom_control",
+        ),
+        (Path::new("/sys/fs/cgroup").join(rel), "memory.events"),
+    ] {
+        if let Ok(content) = fsutil::read_in(&dir, file) {
+            return fsutil::keyed_value(&content, "oom_kill").ok_or_else(|| CgroupError::Parse {
+                path: dir.join(file),
+                content: "no oom_kill line".into(),
+            });
+        }
+    }
+    Cgroup::new(Some(cgroups_path), id)?.oom_kill_count()
+}
+
 /// Writes a pid to `dir/cgroup.procs`, retrying EINVAL a few times: a task
 /// still being created (TASK_NEW) cannot be moved yet.
 fn write_procs(dir: &Path, pid: &str) -> Result<()> {

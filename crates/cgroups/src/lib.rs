@@ -37,7 +37,7 @@ mod v2;
 #[cfg(test)]
 mod tests;
 
-pub use cgroup::{Cgroup, CgroupMount};
+pub use cgroup::{oom_kill_count_at, Cgroup, CgroupMount};
 pub use devices::default_device_rules;
 pub use error::CgroupError;
 pub use layout::{detect_layout, Layout};

@@ -527,5 +527,15 @@ fn hybrid_oom_kill_is_counted() {
         std::os::unix::process::ExitStatusExt::signal(&st),
         Some(libc::SIGKILL)
     );
-    assert!(g.cg.oom_kill_count().unwrap() >= 1);
+    let n = g.cg.oom_kill_count().unwrap();
+    assert!(n >= 1);
+    // The same count through the reader that skips mountinfo.
+    let rel = v1(&g, "memory")
+        .strip_prefix("/sys/fs/cgroup/memory")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        crate::oom_kill_count_at(&Path::new("/").join(rel), "unused").unwrap(),
+        n
+    );
 }

@@ -722,27 +722,10 @@ fn runtime_delete(paths: &Paths, c: &Container) {
 
 /// Whether the kernel's OOM killer killed a process of the container (its memory cgroup's
 /// `oom_kill` count, v1 or v2), as docker's `State.OOMKilled`. Unknown counts as no. On the
-/// critical path of every foreground `run --rm`: the usual mount points are read directly, and
-/// only a host with its cgroups elsewhere pays for resolving them from mountinfo.
+/// critical path of every foreground `run --rm`, hence the count read without mountinfo.
 fn oom_kill_seen(c: &Container) -> bool {
     let path = super::spec::cgroups_path(&c.id);
-    let rel = path.trim_start_matches('/');
-    let count = |text: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-    };
-    for file in [
-        format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
-        format!("/sys/fs/cgroup/{rel}/memory.events"),
-    ] {
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            return count(&text).is_some_and(|n| n > 0);
-        }
-    }
-    berth_cgroups::Cgroup::new(Some(std::path::Path::new(&path)), &c.id)
-        .and_then(|cg| cg.oom_kill_count())
-        .is_ok_and(|n| n > 0)
+    berth_cgroups::oom_kill_count_at(std::path::Path::new(&path), &c.id).is_ok_and(|n| n > 0)
 }
 
 fn cleanup_locked(
